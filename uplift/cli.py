@@ -1,0 +1,333 @@
+"""The ``uplift`` command line: parse arguments, call the library, render results.
+
+A thin edge over the Python API. Errors are mapped in one place
+(:meth:`UpliftGroup.main`): bad input (``InputError`` and click's usage errors)
+prints exactly one ``Error: ...`` line on stderr and exits 2; anything else is
+an internal error (exit 1). ``--verbose`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import ArgumentError, InputError, Problem, UpliftWarning
+
+_STATE = {"verbose": False, "quiet": False}
+
+
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _STATE[str(param.name)] = True
+
+
+def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--verbose`` and ``--quiet`` on the group and on every command."""
+    func = click.option("--verbose", is_flag=True, expose_value=False, callback=_set_flag,
+                        help="Show tracebacks and library warnings.")(func)
+    return click.option("--quiet", is_flag=True, expose_value=False, callback=_set_flag,
+                        help="No progress display and no summary lines.")(func)
+
+
+class UpliftGroup(click.Group):
+    """A click group that maps every error to one stderr line and the spec's exit codes."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        """Run the CLI; never let a traceback or a usage banner reach the user unasked."""
+        argv = list(sys.argv[1:] if args is None else args)
+        _STATE.update(verbose="--verbose" in argv, quiet="--quiet" in argv)
+        code = 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = super().main(argv, prog_name or "uplift", complete_var,
+                                      standalone_mode=False, **extra)
+                code = result if isinstance(result, int) else 0
+            except click.exceptions.Abort:
+                click.echo("Aborted.", err=True)
+                code = 130
+            except click.ClickException as exc:
+                click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
+                code = exc.exit_code
+            except InputError as exc:
+                if _STATE["verbose"]:
+                    traceback.print_exc()
+                click.echo(f"Error: {_one_line(str(exc))}", err=True)
+                code = 2
+            except Exception as exc:  # noqa: BLE001 - the one place internal errors are caught
+                if _STATE["verbose"]:
+                    traceback.print_exc()
+                click.echo(f"Internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                           "(rerun with --verbose)", err=True)
+                code = 1
+            if code == 0:
+                _show_warnings(caught)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Our own warnings as ``Warning: ...`` lines; library warnings only with --verbose."""
+    for item in caught:
+        ours = issubclass(item.category, UpliftWarning)
+        if (ours and not _STATE["quiet"]) or _STATE["verbose"]:
+            prefix = "Warning" if ours else f"{item.category.__name__}"
+            click.echo(f"{prefix}: {_one_line(str(item.message))}", err=True)
+
+
+def _progress() -> bool:
+    from .progress import progress_enabled
+
+    return progress_enabled(_STATE["quiet"])
+
+
+def _say(text: str) -> None:
+    if not _STATE["quiet"]:
+        click.echo(text)
+
+
+@click.group(cls=UpliftGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="uplift")
+@_common_options
+def cli() -> None:
+    """Retention offer tests: readout, uplift models, offer policy, MLflow tracking, export."""
+
+
+CONFIG_ARG = click.argument("config", type=click.Path(dir_okay=False))
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+@cli.command()
+@click.option("--customers", type=int, required=True, help="Number of customers to simulate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Customer table to write (.csv, .csv.gz or .parquet).")
+@click.option("--truth", type=click.Path(dir_okay=False), default=None,
+              help="Also write each customer's true churn probability under every group.")
+@click.option("--period", default=None, help="Period YYYY-MM; other periods give other customers.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Take the arms, allocation, control and period from this config.")
+@_common_options
+def simulate(customers: int, seed: int, out: str, truth: str | None, period: str | None,
+             config_path: str | None) -> None:
+    """Simulate a subscription customer base with a randomized retention-offer test."""
+    from .config import load_config, parse_period
+    from .progress import step
+    from .simulate import simulate_customers
+    from .tables import table_format, write_table
+
+    problems = []
+    if customers < 1:
+        problems.append(Problem(None, "--customers", f"must be at least 1, got {customers}"))
+    if seed < 0:
+        problems.append(Problem(None, "--seed", f"must be 0 or more, got {seed}"))
+    for option, path in (("--out", out), ("--truth", truth)):
+        if path is not None and table_format(path) is None:
+            problems.append(Problem(None, option, f"must end in .csv, .csv.gz or .parquet: {path}"))
+    if truth is not None and Path(truth).resolve() == Path(out).resolve():
+        problems.append(Problem(None, "--truth", "must be another file than --out"))
+    if period is not None:
+        try:
+            parse_period(period)
+        except ValueError as exc:
+            problems.append(Problem(None, "--period", str(exc)))
+    if problems:
+        raise ArgumentError(problems)
+    kwargs: dict[str, Any] = {"period": period}
+    if config_path is not None:
+        cfg = load_config(config_path)
+        kwargs = {"period": period or cfg.period, "arms": [(a.name, a.kind) for a in cfg.arms],
+                  "allocation": cfg.allocation, "control": cfg.control}
+    with step(f"Simulating {customers:,} customers", _progress()):
+        result = simulate_customers(customers, seed, **kwargs)
+    targets = [(out, result.customers)] + ([(truth, result.truth)] if truth else [])
+    for path, _ in targets:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with step(f"Writing {out}", _progress()):
+        for path, frame in targets:
+            write_table(frame, path)
+    _say(f"Wrote {customers:,} customers to {out}" + (f" and their truth to {truth}" if truth
+                                                       else ""))
+
+
+# --------------------------------------------------------------------------- validate
+
+
+@cli.command()
+@CONFIG_ARG
+@_common_options
+def validate(config: str) -> None:
+    """Check a config and its data; list every problem; exit 0 only when clean."""
+    from .analysis import srm_problem
+    from .config import collect_config_problems
+    from .data import collect_data_problems
+
+    cfg, problems = collect_config_problems(config)
+    dataset = None
+    if cfg is not None:
+        dataset, problems = collect_data_problems(cfg)
+    if dataset is not None and cfg is not None:
+        srm = srm_problem(dataset, cfg)
+        if srm is not None:
+            problems.append(srm)
+    if problems or dataset is None:
+        for problem in problems:
+            click.echo(f"Error: {_one_line(str(problem))}", err=True)
+        click.get_current_context().exit(2)
+        return
+    for note in dataset.notes:
+        click.echo(f"Warning: {dataset.source}: {note}", err=True)
+    counts = dataset.group_counts()
+    groups = ", ".join(f"{g} {n:,}" for g, n in counts.items())
+    _say(f"OK: {config}: {dataset.n_rows:,} customers ({groups}); "
+         f"{len(dataset.features)} features")
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+@cli.command()
+@CONFIG_ARG
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]),
+              default="table", show_default=True, help="Output format.")
+@_common_options
+def analyze(config: str, fmt: str) -> None:
+    """The RCT readout: churn per group, effect vs control with CI and adjusted p, SRM."""
+    from .analysis import analyze_dataset
+    from .config import load_config
+    from .data import load_dataset
+    from .progress import step
+
+    cfg = load_config(config)
+    with step("Reading data", _progress()):
+        dataset = load_dataset(cfg)
+    result = analyze_dataset(dataset, cfg)
+    if fmt == "json":
+        click.echo(json.dumps(result.metrics(), indent=2, allow_nan=False))
+    elif fmt == "markdown":
+        click.echo(result.to_markdown())
+    else:
+        _print_readout(result, cfg.analysis.alpha)
+
+
+def _print_readout(result: Any, alpha: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    level = f"{100 * (1 - alpha):g}%"
+    table = Table(title=f"Churn by group, effect vs {result.control} (positive = fewer churn)")
+    for name in ("group", "customers", "churn rate", "effect (pp)", f"{level} CI (pp)",
+                 "p", f"p adj ({result.correction})"):
+        table.add_column(name, justify="left" if name == "group" else "right")
+    for row in result.to_frame().itertuples(index=False):
+        is_control = row.group == result.control
+        table.add_row(
+            str(row.group), f"{row.n:,}", f"{100 * row.churn_rate:.2f}%",
+            "" if is_control else f"{100 * row.ate:+.2f}",
+            "" if is_control else f"[{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]",
+            "" if is_control else _fmt_p(row.pvalue),
+            "" if is_control else _fmt_p(row.pvalue_adj),
+        )
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(table)
+    if result.srm_pvalue is not None:
+        flag = "MISMATCH" if result.srm_detected else "ok"
+        console.print(f"Sample ratio check vs allocation: p = {_fmt_p(result.srm_pvalue)} ({flag})")
+    console.print(f"Churn over all {result.n_customers:,} customers: "
+                  f"{100 * result.churn_rate_observed:.2f}%")
+
+
+def _fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
+    return "<1e-4" if p < 1e-4 else f"{p:.4f}"
+
+
+# --------------------------------------------------------------------------- design
+
+
+@cli.command()
+@CONFIG_ARG
+@click.option("--n", "n_total", type=int, default=None,
+              help="Total customers available: report the reachable MDE instead.")
+@click.option("--churn-rate", type=float, default=None,
+              help="Control churn rate to plan for (default: baseline.churn_rate, else the data).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]),
+              default="table", show_default=True, help="Output format.")
+@_common_options
+def design(config: str, n_total: int | None, churn_rate: float | None, fmt: str) -> None:
+    """Power analysis: customers per group to detect analysis.mde, or the MDE for --n."""
+    from .config import load_config
+    from .design import solve_mde, solve_sample_size
+
+    if n_total is not None and n_total < 2:
+        raise ArgumentError(Problem(None, "--n", f"must be at least 2, got {n_total}"))
+    if churn_rate is not None and not 0 < churn_rate < 1:
+        raise ArgumentError(Problem(None, "--churn-rate", f"must be in (0, 1), got {churn_rate}"))
+    cfg = load_config(config)
+    rate, source = _control_rate(cfg, churn_rate)
+    a = cfg.analysis
+    common = {"control": cfg.control, "arms": cfg.arm_names, "allocation": cfg.allocation,
+              "alpha": a.alpha, "power": a.power, "correction": a.correction}
+    try:
+        if n_total is None:
+            result = solve_sample_size(rate, a.mde, **common)
+        else:
+            result = solve_mde(n_total, rate, **common)
+    except ValueError as exc:
+        where = "--n" if n_total is not None else "analysis.mde"
+        file = None if n_total is not None else config
+        raise ArgumentError(Problem(file, where, str(exc))) from None
+    if fmt == "json":
+        payload = {"control_rate": result.control_rate, "control_rate_source": source,
+                   "mde": result.mde, "alpha": result.alpha,
+                   "alpha_per_test": result.alpha_per_test, "power": result.power,
+                   "correction": result.correction, "n_per_group": result.n_per_group,
+                   "n_total": result.n_total}
+        click.echo(json.dumps(payload, indent=2))
+    elif fmt == "markdown":
+        click.echo(result.to_markdown())
+    else:
+        click.echo(f"Control churn {100 * rate:.2f}% (from {source}); "
+                   f"detect a churn reduction of {100 * result.mde:.2f} pp per offer at "
+                   f"alpha {result.alpha:g} ({result.alpha_per_test:.4g} per test, "
+                   f"{result.correction}) with power {result.power:g}:")
+        for group, n in result.n_per_group.items():
+            click.echo(f"  {group:<24} {n:>12,}")
+        click.echo(f"  {'total':<24} {result.n_total:>12,}")
+
+
+def _control_rate(cfg: Any, override: float | None) -> tuple[float, str]:
+    """The control churn rate to plan with, and where it came from."""
+    if override is not None:
+        return override, "--churn-rate"
+    if cfg.baseline.churn_rate is not None:
+        return cfg.baseline.churn_rate, "baseline.churn_rate"
+    from .data import load_dataset
+
+    dataset = load_dataset(cfg)
+    control = dataset.treatment == cfg.control
+    return float(dataset.churned[control].mean()), f"the control group of {dataset.source}"
+
+
+def main() -> None:
+    """Console entry point."""
+    cli.main()

@@ -1,0 +1,42 @@
+"""Progress display: a spinner or bar on a terminal, nothing in logs or with ``--quiet``.
+
+The one module that knows how progress is drawn; the rest of the code only says
+which step it is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+
+def progress_enabled(quiet: bool) -> bool:
+    """Show progress only when not quiet and stderr is a terminal."""
+    return not quiet and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def step(description: str, enabled: bool) -> Iterator[None]:
+    """Show a spinner with ``description`` while the block runs (when enabled)."""
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(description):
+        yield
+
+
+@contextlib.contextmanager
+def bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar over ``total`` units; yields ``advance(n)`` (a no-op when disabled)."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

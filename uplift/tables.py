@@ -1,0 +1,124 @@
+"""Reading and writing customer tables (CSV or parquet), atomically, with fingerprints.
+
+Real tables are messy; this module reads them as they are (UTF-8 BOM, CRLF line
+ends, TRUE/FALSE booleans) and leaves judging their content to ``data.py``.
+Writes go to a temporary file in the target folder and are renamed into place,
+so a reader never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def table_format(path: str | os.PathLike[str]) -> str | None:
+    """``"csv"`` or ``"parquet"`` by the file's extension, else None."""
+    name = Path(path).name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def read_header(path: str | os.PathLike[str]) -> list[str]:
+    """The column names of a table without reading its rows."""
+    if table_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    return list(pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns)
+
+
+def read_table(
+    path: str | os.PathLike[str], text_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Read a .csv(.gz) or .parquet table.
+
+    Args:
+        path: The file.
+        text_columns: Columns to keep as text exactly as written (ids, group
+            names), so that ``007`` stays ``007``.
+
+    Raises:
+        ValueError: unknown extension. pandas/pyarrow errors propagate for the
+            caller to name the file.
+    """
+    kind = table_format(path)
+    if kind == "parquet":
+        return pd.read_parquet(path)
+    if kind != "csv":
+        raise ValueError(f"unsupported table extension: {Path(path).name}")
+    header = read_header(path)
+    dtype = {c: str for c in text_columns if c in header}
+    return pd.read_csv(path, encoding="utf-8-sig", dtype=dtype, low_memory=False)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync and rename it into place.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write ``frame`` to .csv or .parquet (by extension) atomically and deterministically."""
+    kind = table_format(path)
+    if kind is None:
+        raise ValueError(f"unsupported table extension: {Path(path).name}")
+    with atomic_path(path) as tmp:
+        if kind == "parquet":
+            frame.to_parquet(tmp, index=False, compression="snappy")
+        else:
+            compression = "gzip" if str(path).lower().endswith(".gz") else None
+            if compression:
+                # gzip stores a timestamp; mtime=0 keeps reruns byte-identical.
+                compression = {"method": "gzip", "mtime": 0}
+            frame.to_csv(tmp, index=False, lineterminator="\n", compression=compression)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """sha256 of a frame's content (column names, dtypes and values; not the index)."""
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    hashed = pd.util.hash_pandas_object(frame, index=False)
+    digest.update(hashed.to_numpy().tobytes())
+    return digest.hexdigest()
