@@ -176,18 +176,20 @@ def simulate(customers: int, seed: int, out: str, truth: str | None, period: str
 @_common_options
 def validate(config: str) -> None:
     """Check a config and its data; list every problem; exit 0 only when clean."""
-    from .analysis import srm_problem
+    from .analysis import analyze_dataset
     from .config import collect_config_problems
     from .data import collect_data_problems
+    from .errors import DataError
 
     cfg, problems = collect_config_problems(config)
     dataset = None
     if cfg is not None:
         dataset, problems = collect_data_problems(cfg)
     if dataset is not None and cfg is not None:
-        srm = srm_problem(dataset, cfg)
-        if srm is not None:
-            problems.append(srm)
+        try:
+            analyze_dataset(dataset, cfg)  # the sample-ratio check
+        except DataError as exc:
+            problems.extend(exc.problems)
     if problems or dataset is None:
         for problem in problems:
             click.echo(f"Error: {_one_line(str(problem))}", err=True)

@@ -37,6 +37,8 @@ LearnerName = Literal["s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"]
 Correction = Literal["holm", "bonferroni", "fdr_bh", "none"]
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 _PERIOD_RE = re.compile(r"^(\d{4})-(\d{2})$")
+# n_control, n_customers, churn_rate_observed are fixed metric names.
+RESERVED_ARM_NAMES = frozenset({"control", "customers", "observed"})
 # Arm names become MLflow metric names (ate_<arm>) and column names (uplift_<arm>).
 _ARM_NAME_RE = re.compile(r"^[A-Za-z0-9_\-. /]+$")
 
@@ -385,6 +387,9 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Proble
     for i, name in enumerate(names):
         if name == cfg.control:
             add(f"arms[{i}].name", f"{name!r} is the control's name; offers need other names")
+        elif name in RESERVED_ARM_NAMES:
+            add(f"arms[{i}].name", f"{name!r} is reserved (metric names such as "
+                f"n_{name} would clash); choose another name")
         elif names.index(name) != i:
             add(f"arms[{i}].name", f"{name!r} is used by more than one arm")
 
