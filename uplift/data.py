@@ -23,6 +23,7 @@ from .tables import file_sha256, frame_sha256, read_table
 _TRUE = frozenset({"1", "1.0", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "0.0", "false", "no", "n", "f"})
 SIMULATED_ID = "customer_id"
+_PROBE = 50  # distinct values tried before a text column is judged not numeric
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,9 @@ def _to_number(series: pd.Series) -> pd.Series | None:
         return None
     text = series.astype("string").str.strip()
     text = text.mask(text.eq(""))
+    probe = pd.Series(text.dropna().unique()[:_PROBE])
+    if probe.empty or pd.to_numeric(probe, errors="coerce").isna().any():
+        return None  # plain text: settled on a few distinct values, not every row
     number = pd.to_numeric(text, errors="coerce")
     if (number.isna() & text.notna()).any() or text.isna().all():
         return None
