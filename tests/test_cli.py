@@ -633,3 +633,11 @@ def test_design_takes_control_churn_from_the_data(
     assert result.exit_code == 0, result.output
     rate = table.loc[table["arm"] == "control", "churned"].mean()
     assert json.loads(result.stdout)["control_rate"] == pytest.approx(rate, abs=1e-12)
+
+
+def test_no_arguments_prints_help() -> None:
+    result = CliRunner().invoke(cli, [])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ")
+    for command in ("analyze", "design", "simulate", "validate"):
+        assert command in result.stdout

@@ -54,6 +54,9 @@ class UpliftGroup(click.Group):
                 result = super().main(argv, prog_name or "uplift", complete_var,
                                       standalone_mode=False, **extra)
                 code = result if isinstance(result, int) else 0
+            except click.exceptions.NoArgsIsHelpError as exc:
+                click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+                code = 0
             except click.exceptions.Abort:
                 click.echo("Aborted.", err=True)
                 code = 130
@@ -106,7 +109,7 @@ def _say(text: str) -> None:
 @click.version_option(__version__, prog_name="uplift")
 @_common_options
 def cli() -> None:
-    """Retention offer tests: readout, uplift models, offer policy, MLflow tracking, export."""
+    """Retention offer tests: readout, power analysis, data checks and simulated data."""
 
 
 CONFIG_ARG = click.argument("config", type=click.Path(dir_okay=False))
