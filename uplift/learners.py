@@ -1,0 +1,125 @@
+"""Registry of uplift learners: seeded, unfitted causalml estimators by name and base family.
+
+Names are s, t, x, r, dr, uplift_forest and uplift_tree; base families lightgbm and xgboost.
+
+Choices made here, and why:
+- The DR learner is causalml's ``BaseDRLearner`` with *regressors* on the 0/1 outcome:
+  ``BaseDRClassifier`` builds its pseudo-outcome from hard 0/1 labels.
+- X, R and DR are always given the design's known propensities by the caller
+  (``models.py``), so their propensity models are never fitted; the R learner gets a
+  trivial propensity learner as a guard.
+- Base-model settings are tuned for effect estimation on tabular churn data: more
+  regularized leaves than library defaults, because effects are a few points of
+  churn and over-fitted outcome models turn noise into "uplift".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sklearn.dummy import DummyClassifier
+
+LearnerName = Literal["s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"]
+BaseName = Literal["lightgbm", "xgboost"]
+LEARNERS: tuple[str, ...] = ("s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree")
+TREE_LEARNERS = frozenset({"uplift_forest", "uplift_tree"})
+PROPENSITY_LEARNERS = frozenset({"x", "r", "dr"})
+
+# Outcome models: churn probability. Effect models: regressions on imputed effects.
+_LGBM_OUTCOME = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31,
+                 "min_child_samples": 200, "subsample": 0.8, "subsample_freq": 1,
+                 "colsample_bytree": 0.8, "reg_lambda": 1.0, "verbose": -1}
+_LGBM_EFFECT = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15,
+                "min_child_samples": 400, "subsample": 0.8, "subsample_freq": 1,
+                "colsample_bytree": 0.8, "reg_lambda": 5.0, "verbose": -1}
+_XGB_OUTCOME = {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 5,
+                "min_child_weight": 50, "subsample": 0.8, "colsample_bytree": 0.8,
+                "tree_method": "hist", "verbosity": 0}
+_XGB_EFFECT = {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 4,
+               "min_child_weight": 100, "subsample": 0.8, "colsample_bytree": 0.8,
+               "reg_lambda": 5.0, "tree_method": "hist", "verbosity": 0}
+_FOREST = {"n_estimators": 50, "max_depth": 6, "min_samples_leaf": 200,
+           "min_samples_treatment": 50, "n_reg": 100, "evaluationFunction": "KL",
+           "max_features": 10}
+_TREE = {"max_depth": 5, "min_samples_leaf": 400, "min_samples_treatment": 100,
+         "n_reg": 100, "evaluationFunction": "KL"}
+
+
+def base_classifier(base: BaseName, seed: int, n_jobs: int = 1, **params: Any) -> Any:
+    """A seeded churn classifier of the base family (``predict_proba`` gives P(churn))."""
+    if base == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(**{**_LGBM_OUTCOME, **params}, random_state=seed, n_jobs=n_jobs)
+    if base == "xgboost":
+        from xgboost import XGBClassifier
+
+        return XGBClassifier(**{**_XGB_OUTCOME, **params}, random_state=seed, n_jobs=n_jobs)
+    raise ValueError(f"unknown base model {base!r}; use 'lightgbm' or 'xgboost'")
+
+
+def base_regressor(base: BaseName, seed: int, n_jobs: int = 1, *, effect: bool = False,
+                   **params: Any) -> Any:
+    """A seeded regressor of the base family (outcome or effect regression)."""
+    if base == "lightgbm":
+        from lightgbm import LGBMRegressor
+
+        defaults = _LGBM_EFFECT if effect else _LGBM_OUTCOME
+        return LGBMRegressor(**{**defaults, **params}, random_state=seed, n_jobs=n_jobs)
+    if base == "xgboost":
+        from xgboost import XGBRegressor
+
+        defaults = _XGB_EFFECT if effect else _XGB_OUTCOME
+        return XGBRegressor(**{**defaults, **params}, random_state=seed, n_jobs=n_jobs)
+    raise ValueError(f"unknown base model {base!r}; use 'lightgbm' or 'xgboost'")
+
+
+def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
+                 n_jobs: int = 1, params: dict[str, Any] | None = None) -> Any:
+    """An unfitted causalml learner for ``name`` on base models of ``base``.
+
+    Args:
+        name: One of :data:`LEARNERS`.
+        base: Base model family for the meta-learners (trees ignore it).
+        seed: Seed of every random step inside the learner.
+        control: Treatment value of the control group.
+        n_jobs: Threads per base model.
+        params: Overrides of the learner's (or, for meta-learners, the outcome
+            model's) settings.
+    """
+    params = dict(params or {})
+    if name in TREE_LEARNERS:
+        from causalml.inference.tree import UpliftRandomForestClassifier, UpliftTreeClassifier
+
+        if name == "uplift_forest":
+            settings = {**_FOREST, "n_jobs": n_jobs, **params}
+            return UpliftRandomForestClassifier(control_name=control, random_state=seed,
+                                                joblib_prefer="threads", **settings)
+        return UpliftTreeClassifier(control_name=control, random_state=seed, **{**_TREE, **params})
+
+    from causalml.inference.meta import (
+        BaseDRLearner,
+        BaseRClassifier,
+        BaseSClassifier,
+        BaseTClassifier,
+        BaseXClassifier,
+    )
+
+    outcome = base_classifier(base, seed, n_jobs, **params)
+    if name == "s":
+        return BaseSClassifier(learner=outcome, control_name=control)
+    if name == "t":
+        return BaseTClassifier(learner=outcome, control_name=control)
+    effect = base_regressor(base, seed, n_jobs, effect=True)
+    if name == "x":
+        return BaseXClassifier(outcome_learner=outcome, effect_learner=effect,
+                               control_name=control)
+    if name == "r":
+        return BaseRClassifier(outcome_learner=outcome, effect_learner=effect,
+                               propensity_learner=DummyClassifier(strategy="prior"),
+                               control_name=control, random_state=seed)
+    if name == "dr":
+        return BaseDRLearner(control_outcome_learner=base_regressor(base, seed, n_jobs, **params),
+                             treatment_outcome_learner=base_regressor(base, seed, n_jobs, **params),
+                             treatment_effect_learner=effect, control_name=control)
+    raise ValueError(f"unknown learner {name!r}; use one of {', '.join(LEARNERS)}")

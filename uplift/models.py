@@ -1,0 +1,267 @@
+"""Estimators of who each offer keeps: uplift learners, the churn-risk model, and their union.
+
+scikit-learn conventions: ``__init__`` stores arguments, ``fit`` does the work and
+returns ``self``, fitted attributes end in ``_``. Arms are named by their strings;
+causalml's output columns are mapped to arm names through the learner's own arm
+order (``t_groups`` / ``classes_``), never by position. Features are encoded once
+(categories to integer codes, missing values kept for the tree learners that
+handle them), so every learner takes categorical and missing values.
+
+Sign convention: ``uplift_<arm>`` is the predicted churn *reduction*,
+P(churn | control) - P(churn | arm); positive means the offer keeps the customer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from .errors import UpliftError
+from .learners import (
+    PROPENSITY_LEARNERS,
+    TREE_LEARNERS,
+    BaseName,
+    LearnerName,
+    base_classifier,
+    make_learner,
+)
+
+MIN_ROWS_PER_GROUP = 50
+
+
+class LearnerError(UpliftError):
+    """A learner could not be fitted or used; the message says which and why."""
+
+
+def uplift_column(arm: str) -> str:
+    """The spec's column name for an arm's predicted churn reduction."""
+    return f"uplift_{arm}"
+
+
+class FeatureEncoder(BaseEstimator):
+    """Turn a customer frame into a float matrix: numbers as they are, categories as codes.
+
+    Unknown categories at prediction time and missing values become NaN, which the
+    LightGBM / XGBoost base models and causalml's uplift trees handle natively.
+    """
+
+    def __init__(self, categorical: Sequence[str] | None = None):
+        self.categorical = categorical
+
+    def fit(self, X: pd.DataFrame) -> FeatureEncoder:
+        """Learn the columns and the categories of each categorical column."""
+        listed = set(self.categorical or [])
+        self.columns_ = [str(c) for c in X.columns]
+        self.categories_: dict[str, pd.Index] = {}
+        for column in self.columns_:
+            series = X[column]
+            is_number = (pd.api.types.is_numeric_dtype(series)
+                         and not pd.api.types.is_bool_dtype(series))
+            if column in listed or not is_number:
+                values = series.dropna().astype(str)
+                self.categories_[column] = pd.Index(sorted(values.unique()))
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """The float64 matrix of ``X`` (columns in fit order)."""
+        missing = [c for c in self.columns_ if c not in X.columns]
+        if missing:
+            raise LearnerError(f"missing feature column {missing[0]!r}")
+        out = np.empty((len(X), len(self.columns_)), dtype=np.float64)
+        for j, column in enumerate(self.columns_):
+            series = X[column]
+            if column in self.categories_:
+                codes = self.categories_[column].get_indexer(series.astype(str))
+                values = codes.astype(np.float64)
+                values[(codes < 0) | series.isna().to_numpy()] = np.nan
+                out[:, j] = values
+            else:
+                out[:, j] = pd.to_numeric(series, errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan)
+        return out
+
+
+def _group_shares(treatment: np.ndarray, groups: Sequence[str],
+                  propensity: Mapping[str, float] | None) -> dict[str, float]:
+    """Known design shares when given, else the observed shares."""
+    if propensity is not None:
+        return {g: float(propensity[g]) for g in groups}
+    counts = pd.Series(treatment).value_counts(normalize=True)
+    return {g: float(counts.get(g, 0.0)) for g in groups}
+
+
+def check_groups(treatment: np.ndarray, churned: np.ndarray, control: str,
+                 arms: Sequence[str], min_rows: int = MIN_ROWS_PER_GROUP) -> None:
+    """Refuse, with the arm's name, data a learner cannot learn from."""
+    for group in [control, *arms]:
+        mask = treatment == group
+        n = int(mask.sum())
+        if n < min_rows:
+            raise LearnerError(f"group {group!r} has {n} rows in the training data; "
+                               f"at least {min_rows} are needed to fit uplift models")
+        churners = int(churned[mask].sum())
+        if churners in (0, n):
+            outcome = "churned" if churners == 0 else "retained"
+            raise LearnerError(f"group {group!r} has no {outcome} customers in the training "
+                               "data; its effect cannot be learned")
+
+
+class UpliftModel(BaseEstimator):
+    """One causalml learner fitted on every offer against the control at once.
+
+    Args:
+        learner: One of s, t, x, r, dr, uplift_forest, uplift_tree.
+        base: Base model family of the meta-learners (lightgbm, xgboost).
+        control: Treatment value of the control group.
+        arms: Offer names in reporting order (default: sorted offers seen in ``fit``).
+        propensity: Known assignment share per group (the design's allocation);
+            default: the observed shares. X, R and DR use these and never fit a
+            propensity model.
+        categorical: Columns to treat as categories (besides non-numeric ones).
+        seed: Seed of every random step.
+        n_jobs: Threads per base model.
+        params: Overrides of the learner's settings.
+    """
+
+    def __init__(self, learner: LearnerName = "t", base: BaseName = "lightgbm",
+                 control: str = "control", arms: Sequence[str] | None = None,
+                 propensity: Mapping[str, float] | None = None,
+                 categorical: Sequence[str] | None = None, seed: int = 0, n_jobs: int = 1,
+                 params: dict[str, Any] | None = None):
+        self.learner = learner
+        self.base = base
+        self.control = control
+        self.arms = arms
+        self.propensity = propensity
+        self.categorical = categorical
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.params = params
+
+    def fit(self, X: pd.DataFrame, treatment: Sequence[str], churned: Sequence[int],
+            sample_weight: np.ndarray | None = None) -> UpliftModel:
+        """Fit the learner on customers' features, assigned group and churn (1 = churned)."""
+        treatment = np.asarray(treatment, dtype=object)
+        y = np.asarray(churned, dtype=np.int64)
+        arms = list(self.arms) if self.arms is not None else sorted(
+            {str(t) for t in treatment} - {self.control})
+        check_groups(treatment, y, self.control, arms)
+        keep = np.isin(treatment, [self.control, *arms])
+        X, treatment, y = X[keep], treatment[keep], y[keep]
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=float)[keep]
+        self.encoder_ = FeatureEncoder(self.categorical).fit(X)
+        matrix = self.encoder_.transform(X)
+        self.arms_ = arms
+        self.shares_ = _group_shares(treatment, [self.control, *arms], self.propensity)
+        self.learner_ = make_learner(self.learner, self.base, self.seed, self.control,
+                                     self.n_jobs, self.params)
+        kwargs: dict[str, Any] = {"X": matrix, "treatment": treatment, "y": y}
+        if self.learner in PROPENSITY_LEARNERS:
+            kwargs["p"] = self._pair_propensity(len(y))
+        if self.learner == "dr":
+            kwargs["seed"] = self.seed
+        if self.learner in TREE_LEARNERS and sample_weight is not None:
+            kwargs["sample_weight"] = sample_weight
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.learner_.fit(**kwargs)
+        except (AssertionError, ValueError, TypeError, IndexError, np.linalg.LinAlgError) as exc:
+            raise LearnerError(f"learner {self.learner!r} failed to fit: {exc}") from exc
+        return self
+
+    def _pair_propensity(self, n: int) -> dict[str, np.ndarray]:
+        """P(offer | offer or control) per arm: what causalml's pairwise fits expect."""
+        c = self.shares_[self.control]
+        return {arm: np.full(n, self.shares_[arm] / (self.shares_[arm] + c))
+                for arm in self.arms_}
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Predicted churn reduction per offer: columns ``uplift_<arm>`` in ``arms_`` order."""
+        matrix = self.encoder_.transform(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.learner == "uplift_forest":
+                full = self.learner_.predict(matrix, full_output=True)
+                delta = {arm: full[f"delta_{arm}"].to_numpy() for arm in self.arms_}
+            elif self.learner == "uplift_tree":
+                probs = np.asarray(self.learner_.predict(matrix))
+                order = list(self.learner_.classes_)
+                base = probs[:, order.index(self.control)]
+                delta = {arm: probs[:, order.index(arm)] - base for arm in self.arms_}
+            else:
+                kwargs = {"p": self._pair_propensity(len(matrix))} if self.learner in (
+                    "x",) else {}
+                if self.learner in ("s", "t", "x", "dr"):
+                    kwargs["verbose"] = False
+                te = np.asarray(self.learner_.predict(matrix, **kwargs), dtype=float)
+                te = te.reshape(len(matrix), -1)
+                groups = [str(g) for g in self.learner_.t_groups]
+                delta = {arm: te[:, groups.index(arm)] for arm in self.arms_}
+        # causalml estimates the change in P(churn); the spec's uplift is its reduction.
+        return pd.DataFrame({uplift_column(arm): -delta[arm] for arm in self.arms_},
+                            index=X.index)
+
+
+class ChurnRiskModel(BaseEstimator):
+    """P(churn | no offer) per customer, fitted on every row and calibrated.
+
+    All groups train it (the group is a feature), which uses the offer rows too, and
+    the prediction sets the group to the control. Isotonic calibration on
+    cross-fitted predictions keeps probabilities honest for the cost terms.
+
+    Args:
+        base: Base model family (lightgbm, xgboost).
+        control: Treatment value of the control group.
+        categorical: Columns to treat as categories.
+        calibrate: Calibrate with isotonic regression (3-fold cross-fitting).
+        seed: Seed of every random step.
+        n_jobs: Threads for the base model.
+    """
+
+    def __init__(self, base: BaseName = "lightgbm", control: str = "control",
+                 categorical: Sequence[str] | None = None, calibrate: bool = True,
+                 seed: int = 0, n_jobs: int = 1):
+        self.base = base
+        self.control = control
+        self.categorical = categorical
+        self.calibrate = calibrate
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def fit(self, X: pd.DataFrame, treatment: Sequence[str], churned: Sequence[int]
+            ) -> ChurnRiskModel:
+        """Fit on features plus the assigned group; churned is 1 for churn."""
+        treatment = np.asarray(treatment, dtype=object)
+        self.encoder_ = FeatureEncoder(self.categorical).fit(X)
+        self.groups_ = sorted({str(t) for t in treatment})
+        matrix = self._design(self.encoder_.transform(X), treatment)
+        model = base_classifier(self.base, self.seed, self.n_jobs)
+        if self.calibrate:
+            from sklearn.calibration import CalibratedClassifierCV
+            from sklearn.model_selection import StratifiedKFold
+
+            folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=self.seed)
+            model = CalibratedClassifierCV(model, method="isotonic", cv=folds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model_ = model.fit(matrix, np.asarray(churned, dtype=np.int64))
+        return self
+
+    def _design(self, matrix: np.ndarray, treatment: np.ndarray) -> np.ndarray:
+        indicators = np.column_stack([treatment == g for g in self.groups_]).astype(float)
+        return np.hstack([matrix, indicators])
+
+    def predict_proba(self, X: pd.DataFrame, group: str | None = None) -> np.ndarray:
+        """P(churn | group) per row; the control group by default."""
+        treatment = np.full(len(X), group or self.control, dtype=object)
+        matrix = self._design(self.encoder_.transform(X), treatment)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.model_.predict_proba(matrix)[:, 1]
