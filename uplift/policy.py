@@ -1,0 +1,402 @@
+"""The offer policy: which offer each customer gets (SPEC section 3).
+
+Costs and value per customer i and offer a, with p_i,a = P(churn_i | a)::
+
+    uplift_i,a = p_i,control - p_i,a
+    cost_i,a   = fixed_a + (1 - p_i,a) * revenue_share_a * value_i * months_a
+    net_i,a    = uplift_i,a * value_i * value_horizon_months - cost_i,a
+
+``build_policy`` scores every eligible offer (net value or churn reduction) and hands
+the scores to :func:`uplift.optimize.assign_offers`, which respects the budget and the
+per-offer capacities exactly (not first-come). The result, :class:`PolicyResult`, names
+the recommended group per customer and sums up the policy's economics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import ArmConfig, ExperimentConfig, FilterConfig
+from .optimize import REL_TOL, Assignment, assign_offers
+
+__all__ = [
+    "REL_TOL",
+    "Assignment",
+    "PolicyResult",
+    "assign_offers",
+    "build_policy",
+    "eligibility",
+    "net_values",
+    "offer_costs",
+]
+
+_FRAME_COLUMNS = ("group", "customers", "share", "cost", "net_value", "mean_uplift")
+_DEFAULT: Any = object()  # "not given": use the config's value
+
+
+# --------------------------------------------------------------------------- economics
+
+
+def offer_costs(p_arms: np.ndarray, value: np.ndarray, arms: Sequence[ArmConfig]) -> np.ndarray:
+    """Expected cost of giving each customer each offer.
+
+    ``fixed_a + (1 - p_i,a) * revenue_share_a * value_i * months_a``: the fixed part is
+    paid for every offer made, the revenue share only by customers who stay.
+
+    Args:
+        p_arms: (n, k) P(churn | offer a), offers in the order of ``arms``.
+        value: (n,) monthly revenue per customer.
+        arms: The offers' configs.
+
+    Returns:
+        (n, k) expected cost.
+    """
+    p_arms = _probabilities(p_arms, "p_arms", ndim=2)
+    value = _values(value, p_arms.shape[0])
+    if p_arms.shape[1] != len(arms):
+        raise ValueError(f"p_arms has {p_arms.shape[1]} columns for {len(arms)} offers")
+    fixed = np.array([arm.cost.fixed for arm in arms], dtype=float)
+    share = np.array([arm.cost.revenue_share * arm.cost.share_months for arm in arms], dtype=float)
+    return fixed[None, :] + (1.0 - p_arms) * value[:, None] * share[None, :]
+
+
+def net_values(
+    p_control: np.ndarray,
+    p_arms: np.ndarray,
+    value: np.ndarray,
+    arms: Sequence[ArmConfig],
+    horizon_months: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected net value and cost of each offer for each customer.
+
+    Args:
+        p_control: (n,) P(churn | no offer).
+        p_arms: (n, k) P(churn | offer a).
+        value: (n,) monthly revenue per customer.
+        arms: The offers' configs, in the column order of ``p_arms``.
+        horizon_months: Months of revenue a kept customer is worth (``value_horizon_months``).
+
+    Returns:
+        ``(net, cost)``, both (n, k): ``net = (p_control - p_arm) * value * horizon - cost``.
+    """
+    p_control = _probabilities(p_control, "p_control", ndim=1)
+    p_arms = _probabilities(p_arms, "p_arms", ndim=2)
+    if p_arms.shape[0] != p_control.shape[0]:
+        raise ValueError(f"p_arms has {p_arms.shape[0]} rows, p_control {p_control.shape[0]}")
+    if isinstance(horizon_months, bool) or not (
+        isinstance(horizon_months, (int, float)) and math.isfinite(horizon_months)
+        and horizon_months > 0
+    ):
+        raise ValueError(f"horizon_months must be a positive number, got {horizon_months!r}")
+    cost = offer_costs(p_arms, value, arms)
+    worth = np.asarray(value, dtype=float) * float(horizon_months)
+    net = (p_control[:, None] - p_arms) * worth[:, None] - cost
+    return net, cost
+
+
+def _probabilities(values: np.ndarray, name: str, ndim: int) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {array.ndim}-D")
+    if not np.isfinite(array).all() or (array < 0).any() or (array > 1).any():
+        raise ValueError(f"{name} must hold probabilities in [0, 1] (no missing values)")
+    return array
+
+
+def _values(values: np.ndarray, n: int) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.shape != (n,):
+        raise ValueError(f"value must have shape ({n},), got {array.shape}")
+    if not np.isfinite(array).all() or (array < 0).any():
+        raise ValueError("value must be non-negative numbers (no missing values)")
+    return array
+
+
+# --------------------------------------------------------------------------- eligibility
+
+
+def eligibility(frame: pd.DataFrame, arms: Sequence[ArmConfig]) -> np.ndarray:
+    """Which customers may get which offer, from the arms' ``eligible`` filters.
+
+    Every filter of an arm must hold. ``in`` / ``not_in`` compare values (as text when the
+    column is text; a missing value never is ``in`` a list and always is ``not_in`` it);
+    ``min`` / ``max`` are inclusive bounds on numeric columns that a missing value fails.
+
+    Args:
+        frame: Customer rows holding the filtered columns.
+        arms: The offers' configs.
+
+    Returns:
+        (n, k) bool, True where customer i may get offer a.
+
+    Raises:
+        ValueError: when a filtered column is missing, or ``min``/``max`` is used on a
+            column that is not numeric.
+    """
+    out = np.ones((len(frame), len(arms)), dtype=bool)
+    for a, arm in enumerate(arms):
+        for column, rule in (arm.eligible or {}).items():
+            if column not in frame.columns:
+                raise ValueError(f"offer {arm.name!r}: eligibility column {column!r} "
+                                 "is not in the data")
+            out[:, a] &= _rule_mask(frame[column], rule, f"offer {arm.name!r}: column {column!r}")
+    return out
+
+
+def _rule_mask(series: pd.Series, rule: FilterConfig, where: str) -> np.ndarray:
+    """True where the column's value passes every operator of ``rule``."""
+    numeric = pd.api.types.is_numeric_dtype(series)
+    present = series.notna().to_numpy()
+    mask = np.ones(len(series), dtype=bool)
+    if rule.in_ is not None or rule.not_in is not None:
+        keys = series.astype(float) if numeric else series.astype(str)  # missing: masked below
+        if rule.in_ is not None:
+            mask &= keys.isin(_listed(rule.in_, numeric)).to_numpy() & present
+        if rule.not_in is not None:
+            mask &= ~keys.isin(_listed(rule.not_in, numeric)).to_numpy() | ~present
+    if rule.min is not None or rule.max is not None:
+        if not numeric:
+            raise ValueError(f"{where}: min/max need a numeric column, it holds text")
+        number = series.astype(float).to_numpy()
+        if rule.min is not None:
+            mask &= present & (number >= rule.min)
+        if rule.max is not None:
+            mask &= present & (number <= rule.max)
+    return mask
+
+
+def _listed(items: Sequence[Any], numeric: bool) -> list[Any]:
+    """The ``in``/``not_in`` items as the column's keys: floats, or text spellings."""
+    out: list[Any] = []
+    for item in items:
+        if item is None or (isinstance(item, float) and math.isnan(item)):
+            continue  # a missing value is never "in" a list
+        if numeric:
+            try:
+                out.append(float(item))
+            except (TypeError, ValueError):
+                continue  # text cannot equal a number
+        elif isinstance(item, bool):
+            out.extend([str(item), str(item).lower()])
+        elif isinstance(item, float) and item.is_integer():
+            out.extend([str(item), str(int(item))])
+        else:
+            out.append(str(item))
+    return out
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """The recommended offer per customer and the policy's economics.
+
+    Attributes:
+        arms: Offer names, in config order.
+        control: The no-offer group's name.
+        offer: (n,) recommended group per customer (the control name = no offer).
+        net_value: (n,) expected net value of the recommended offer (0 for the control).
+        uplift: (n,) predicted churn reduction of the recommended offer (0 for the control).
+        cost: (n,) expected cost of the recommended offer (0 for the control).
+        assignment: The optimizer's answer (choice indices, multipliers, bound); its
+            ``objective`` is the total score maximised (net value, less
+            ``min_net_value`` per offer when that is negative, or churn reduction).
+        objective: ``net_value`` or ``churn_reduction``, what was maximised.
+        budget: The budget applied (None: none).
+        capacity: The capacities applied, per offer name.
+    """
+
+    arms: tuple[str, ...]
+    control: str
+    offer: np.ndarray
+    net_value: np.ndarray
+    uplift: np.ndarray
+    cost: np.ndarray
+    assignment: Assignment
+    objective: str = "net_value"
+    budget: float | None = None
+    capacity: Mapping[str, int] | None = None
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The control followed by every offer."""
+        return (self.control, *self.arms)
+
+    @property
+    def n_customers(self) -> int:
+        """Number of customers the policy covers."""
+        return int(self.offer.shape[0])
+
+    def counts(self) -> dict[str, int]:
+        """Customers per group, control first."""
+        choice = self.assignment.choice
+        counts = np.bincount(choice + 1, minlength=len(self.arms) + 1)
+        return {g: int(c) for g, c in zip(self.groups, counts, strict=True)}
+
+    def shares(self) -> dict[str, float]:
+        """Share of customers per group, control first (all 0 when there are no customers)."""
+        n = self.n_customers
+        return {g: (c / n if n else 0.0) for g, c in self.counts().items()}
+
+    @property
+    def total_cost(self) -> float:
+        """Expected cost of all recommended offers."""
+        return float(self.cost.sum())
+
+    @property
+    def total_net_value(self) -> float:
+        """Expected net value of all recommended offers."""
+        return float(self.net_value.sum())
+
+    @property
+    def net_value_per_customer(self) -> float:
+        """Expected net value per customer covered (0 without customers)."""
+        return self.total_net_value / self.n_customers if self.n_customers else 0.0
+
+    @property
+    def cost_per_customer(self) -> float:
+        """Expected offer cost per customer covered (0 without customers)."""
+        return self.total_cost / self.n_customers if self.n_customers else 0.0
+
+    @property
+    def churn_reduction_per_customer(self) -> float:
+        """Predicted churn reduction per customer covered (0 without customers)."""
+        return float(self.uplift.sum()) / self.n_customers if self.n_customers else 0.0
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per group, control first: customers, share, cost, net value, mean uplift.
+
+        ``cost`` and ``net_value`` are the group's expected totals; ``mean_uplift`` is the
+        mean predicted churn reduction of its customers (NaN for an empty offer group).
+        """
+        choice = self.assignment.choice
+        n = self.n_customers
+        rows = []
+        for index, group in enumerate(self.groups, start=-1):
+            member = choice == index
+            count = int(member.sum())
+            rows.append({
+                "group": group,
+                "customers": count,
+                "share": count / n if n else 0.0,
+                "cost": float(self.cost[member].sum()),
+                "net_value": float(self.net_value[member].sum()),
+                "mean_uplift": float(self.uplift[member].mean()) if count else math.nan,
+            })
+        frame = pd.DataFrame(rows, columns=list(_FRAME_COLUMNS))
+        return frame.astype({"customers": "int64"})
+
+    def to_markdown(self) -> str:
+        """A markdown table of the groups plus a line on constraints and optimality."""
+        lines = [
+            "| group | customers | share | expected cost | expected net value | mean uplift |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in self.to_frame().itertuples(index=False):
+            name = f"{row.group} (no offer)" if row.group == self.control else row.group
+            no_uplift = row.group == self.control or math.isnan(row.mean_uplift)
+            uplift = "" if no_uplift else f"{100 * row.mean_uplift:+.2f} pp"
+            lines.append(f"| {name} | {row.customers:,} | {100 * row.share:.1f}% | "
+                         f"{row.cost:,.2f} | {row.net_value:,.2f} | {uplift} |")
+        lines.append(f"| **total** | {self.n_customers:,} | 100.0% | {self.total_cost:,.2f} | "
+                     f"{self.total_net_value:,.2f} | |")
+        lines.append("")
+        limits = []
+        if self.budget is not None:
+            limits.append(f"budget {self.budget:,.2f} ({self.total_cost:,.2f} used)")
+        counts = self.counts()
+        for name, cap in (self.capacity or {}).items():
+            limits.append(f"{name} capacity {cap:,} ({counts.get(name, 0):,} used)")
+        status = "proven optimal" if self.assignment.optimal else (
+            f"within {self.assignment.gap:,.4g} of the optimum")
+        aim = "net value" if self.objective == "net_value" else "churn reduction"
+        lines.append(f"Maximises expected {aim}; "
+                     f"{'; '.join(limits) if limits else 'no budget or capacity limits'}; "
+                     f"{status}.")
+        return "\n".join(lines) + "\n"
+
+
+def build_policy(
+    p_control: np.ndarray,
+    p_arms: np.ndarray,
+    value: np.ndarray,
+    frame: pd.DataFrame,
+    cfg: ExperimentConfig,
+    *,
+    budget: float | None = _DEFAULT,
+    capacity: Mapping[str, int] | None = _DEFAULT,
+    time_limit: float = 60.0,
+) -> PolicyResult:
+    """Recommend an offer (or none) per customer under the config's objective and limits.
+
+    ``objective: net_value`` maximises the total net value over offers whose net value
+    exceeds ``policy.min_net_value``. A negative ``min_net_value`` is a loss accepted per
+    offer: then the total of ``net - min_net_value`` is maximised, so that without limits
+    each customer gets the best offer when it nets more than ``min_net_value`` (SPEC 3).
+    ``churn_reduction`` maximises the total predicted churn reduction over offers that
+    reduce churn. Costs count against the budget either way.
+
+    Args:
+        p_control: (n,) P(churn | no offer).
+        p_arms: (n, k) P(churn | offer), columns in ``cfg.arm_names`` order.
+        value: (n,) monthly revenue per customer.
+        frame: The customers' rows (for the eligibility filters), n rows.
+        cfg: The experiment config (arms, costs, horizon, policy).
+        budget: Cap on total expected cost; default ``cfg.policy.budget``, None for none.
+        capacity: Customers per offer name; default ``cfg.policy.capacity``, None for none.
+        time_limit: Seconds the exact optimizer may spend on its MILP step.
+
+    Returns:
+        The recommended groups with their net value, uplift and cost.
+    """
+    arms = cfg.arms
+    names = cfg.arm_names
+    if len(frame) != np.shape(p_control)[0]:
+        raise ValueError(f"frame has {len(frame)} rows, p_control {np.shape(p_control)[0]}")
+    net, cost = net_values(p_control, p_arms, value, arms, cfg.value_horizon_months)
+    uplift = np.asarray(p_control, dtype=float)[:, None] - np.asarray(p_arms, dtype=float)
+    allowed = eligibility(frame, arms)
+
+    budget = cfg.policy.budget if budget is _DEFAULT else budget
+    capacity = dict(cfg.policy.capacity) if capacity is _DEFAULT else dict(capacity or {})
+    unknown = [key for key in capacity if key not in names]
+    if unknown:
+        raise ValueError(f"capacity for unknown offer(s): {', '.join(map(repr, unknown))}")
+    for name, cap in capacity.items():
+        if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 0:
+            raise ValueError(f"capacity of {name!r} must be a whole number >= 0, got {cap!r}")
+    caps = [capacity.get(name) for name in names]
+
+    if cfg.policy.objective == "churn_reduction":
+        score, min_score = uplift, 0.0
+    elif cfg.policy.min_net_value < 0:
+        # Offers losing up to |min_net_value| are wanted: each offer made earns that much.
+        score, min_score = net - cfg.policy.min_net_value, 0.0
+    else:
+        score, min_score = net, cfg.policy.min_net_value
+    assignment = assign_offers(score, cost, eligible=allowed, budget=budget, capacity=caps,
+                               min_score=min_score, time_limit=time_limit)
+
+    choice = assignment.choice
+    rows = np.flatnonzero(choice >= 0)
+    offer = np.full(choice.shape[0], cfg.control, dtype=object)
+    picked = np.zeros(choice.shape[0])
+    out = {}
+    for name, matrix in (("net", net), ("uplift", uplift), ("cost", cost)):
+        column = picked.copy()
+        column[rows] = matrix[rows, choice[rows]]
+        out[name] = column
+    offer[rows] = np.asarray(names, dtype=object)[choice[rows]]
+    return PolicyResult(
+        arms=tuple(names), control=cfg.control, offer=offer, net_value=out["net"],
+        uplift=out["uplift"], cost=out["cost"], assignment=assignment,
+        objective=cfg.policy.objective, budget=budget,
+        capacity={k: int(v) for k, v in capacity.items()},
+    )
