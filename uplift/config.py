@@ -148,12 +148,13 @@ class ModelConfig(_Model):
     """Which uplift learners to try and how to hold data out for choosing among them."""
 
     learners: list[LearnerName] = Field(
-        default_factory=lambda: ["t", "x", "dr", "uplift_forest"], min_length=1
+        default_factory=lambda: ["s", "t", "x", "uplift_forest"], min_length=1
     )
     base: Literal["lightgbm", "xgboost"] = "lightgbm"
     test_size: float = Field(default=0.3, gt=0, lt=1)
     seed: int = Field(default=42, ge=0)
     select_by: Literal["qini", "policy_value"] = "qini"
+    ensemble: bool = True  # also try the average of the two best learners
 
 
 class PolicyConfig(_Model):

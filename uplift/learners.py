@@ -26,14 +26,16 @@ TREE_LEARNERS = frozenset({"uplift_forest", "uplift_tree"})
 PROPENSITY_LEARNERS = frozenset({"x", "r", "dr"})
 
 # Outcome models: churn probability. Effect models: regressions on imputed effects.
-_LGBM_OUTCOME = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31,
+# Every tree may split on the treatment column (colsample 1), and small leaves-per-tree
+# keep effects, a few points of churn, from being fitted to noise.
+_LGBM_OUTCOME = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 15,
                  "min_child_samples": 200, "subsample": 0.8, "subsample_freq": 1,
-                 "colsample_bytree": 0.8, "reg_lambda": 1.0, "verbose": -1}
+                 "colsample_bytree": 1.0, "reg_lambda": 1.0, "verbose": -1}
 _LGBM_EFFECT = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15,
                 "min_child_samples": 400, "subsample": 0.8, "subsample_freq": 1,
                 "colsample_bytree": 0.8, "reg_lambda": 5.0, "verbose": -1}
-_XGB_OUTCOME = {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 5,
-                "min_child_weight": 50, "subsample": 0.8, "colsample_bytree": 0.8,
+_XGB_OUTCOME = {"n_estimators": 500, "learning_rate": 0.05, "max_depth": 4,
+                "min_child_weight": 50, "subsample": 0.8, "colsample_bytree": 1.0,
                 "tree_method": "hist", "verbosity": 0}
 _XGB_EFFECT = {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 4,
                "min_child_weight": 100, "subsample": 0.8, "colsample_bytree": 0.8,

@@ -46,25 +46,35 @@ def uplift_column(arm: str) -> str:
 class FeatureEncoder(BaseEstimator):
     """Turn a customer frame into a float matrix: numbers as they are, categories as codes.
 
-    Unknown categories at prediction time and missing values become NaN, which the
+    Category codes follow the categories' churn rate in the training rows (when
+    ``fit`` is given the outcome), so one threshold split can separate, say,
+    ``premium`` from the other plans; alphabetical codes would put it between
+    ``basic`` and ``standard`` and hide it from every tree learner. Unknown
+    categories at prediction time and missing values become NaN, which the
     LightGBM / XGBoost base models and causalml's uplift trees handle natively.
     """
 
     def __init__(self, categorical: Sequence[str] | None = None):
         self.categorical = categorical
 
-    def fit(self, X: pd.DataFrame) -> FeatureEncoder:
-        """Learn the columns and the categories of each categorical column."""
+    def fit(self, X: pd.DataFrame, y: Sequence[float] | None = None) -> FeatureEncoder:
+        """Learn the columns and the (outcome-ordered) categories of categorical columns."""
         listed = set(self.categorical or [])
         self.columns_ = [str(c) for c in X.columns]
         self.categories_: dict[str, pd.Index] = {}
+        outcome = None if y is None else pd.Series(np.asarray(y, dtype=float))
         for column in self.columns_:
             series = X[column]
             is_number = (pd.api.types.is_numeric_dtype(series)
                          and not pd.api.types.is_bool_dtype(series))
             if column in listed or not is_number:
-                values = series.dropna().astype(str)
-                self.categories_[column] = pd.Index(sorted(values.unique()))
+                values = series.astype(str).where(series.notna()).reset_index(drop=True)
+                if outcome is None:
+                    order = sorted(values.dropna().unique())
+                else:
+                    rates = outcome.groupby(values).mean()
+                    order = sorted(rates.index, key=lambda c: (rates[c], c))
+                self.categories_[column] = pd.Index(order)
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
@@ -155,7 +165,7 @@ class UpliftModel(BaseEstimator):
         X, treatment, y = X[keep], treatment[keep], y[keep]
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype=float)[keep]
-        self.encoder_ = FeatureEncoder(self.categorical).fit(X)
+        self.encoder_ = FeatureEncoder(self.categorical).fit(X, y)
         matrix = self.encoder_.transform(X)
         self.arms_ = arms
         self.shares_ = _group_shares(treatment, [self.control, *arms], self.propensity)
@@ -239,7 +249,7 @@ class ChurnRiskModel(BaseEstimator):
             ) -> ChurnRiskModel:
         """Fit on features plus the assigned group; churned is 1 for churn."""
         treatment = np.asarray(treatment, dtype=object)
-        self.encoder_ = FeatureEncoder(self.categorical).fit(X)
+        self.encoder_ = FeatureEncoder(self.categorical).fit(X, churned)
         self.groups_ = sorted({str(t) for t in treatment})
         matrix = self._design(self.encoder_.transform(X), treatment)
         model = base_classifier(self.base, self.seed, self.n_jobs)
@@ -265,3 +275,33 @@ class ChurnRiskModel(BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return self.model_.predict_proba(matrix)[:, 1]
+
+
+class EnsembleUpliftModel(BaseEstimator):
+    """The average of several fitted uplift models' predictions.
+
+    Learners err in different places (an S-learner borrows strength across offers, an
+    uplift forest splits on effect differences directly); averaging the best of them
+    cancels part of each one's noise, which matters most with few customers.
+
+    Args:
+        members: Fitted :class:`UpliftModel` instances over the same arms.
+    """
+
+    def __init__(self, members: Sequence[UpliftModel]):
+        self.members = members
+
+    @property
+    def arms_(self) -> list[str]:
+        """Offer names in column order."""
+        return list(self.members[0].arms_)
+
+    @property
+    def learner(self) -> str:
+        """``ensemble:<a>+<b>``, naming the members' learners."""
+        return "ensemble:" + "+".join(m.learner for m in self.members)
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Mean of the members' ``uplift_<arm>`` columns."""
+        frames = [m.predict(X) for m in self.members]
+        return sum(frames[1:], frames[0]) / len(frames)
