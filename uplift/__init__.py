@@ -8,7 +8,9 @@ The public API, for notebooks and scripts (the ``uplift`` CLI is a thin layer ov
     readout = analyze_dataset(load_dataset(cfg), cfg)
     readout.to_frame()
 
-Submodules: ``config``, ``data``, ``tables``, ``simulate``, ``analysis``, ``design``.
+Submodules: ``config``, ``data``, ``tables``, ``simulate``, ``analysis``, ``design``,
+``learners``, ``models``, ``evaluation``, ``training``, ``policy``, ``optimize``,
+``offpolicy``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ _EXPORTS = {
     "analyze_dataset": "analysis",
     "solve_sample_size": "design",
     "solve_mde": "design",
+    "UpliftModel": "models",
+    "ChurnRiskModel": "models",
+    "train_models": "training",
+    "RetentionModel": "training",
+    "build_policy": "policy",
+    "assign_offers": "policy",
+    "evaluate_policy": "offpolicy",
     "UpliftError": "errors",
     "InputError": "errors",
     "ConfigError": "errors",
