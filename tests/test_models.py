@@ -182,3 +182,9 @@ def test_churn_risk_is_calibrated_on_fresh_customers() -> None:
     gap = (table["predicted"].mean() - table["truth"].mean()).abs()
     assert gap.max() < 0.03
     assert np.corrcoef(predicted, truth)[0, 1] > 0.8
+
+
+def test_encoder_with_a_category_column_empty_at_prediction() -> None:
+    encoder = FeatureEncoder().fit(pd.DataFrame({"plan": ["a", "b"]}), [0, 1])
+    out = encoder.transform(pd.DataFrame({"plan": pd.Series([None, None], dtype=object)}))
+    assert np.isnan(out).all()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import base_config
 
 from uplift.config import load_config
 from uplift.data import load_dataset
@@ -22,15 +23,8 @@ def config(tmp_path: Path, **model: object) -> Path:
         "name": "t", "period": "2026-10",
         "data": {"simulate": {"customers": 6000, "seed": 4}, "value": "monthly_revenue",
                  "categorical": ["plan", "contract", "region", "payment_method"]},
-        "arms": [
-            {"name": "discount_20", "kind": "discount",
-             "cost": {"revenue_share": 0.2, "months": 3}},
-            {"name": "free_upgrade", "kind": "free_upgrade", "cost": {"fixed": 6.0},
-             "eligible": {"plan": {"not_in": ["premium"]}}},
-            {"name": "webinar", "kind": "webinar", "cost": {"fixed": 1.5}},
-        ],
-        "allocation": {"control": 0.4, "discount_20": 0.2, "free_upgrade": 0.2,
-                       "webinar": 0.2},
+        "arms": base_config()["arms"],
+        "allocation": base_config()["allocation"],
         "model": {"learners": ["s", "t"], "seed": 3, **model},
         "policy": {"budget": 3000.0, "capacity": {"webinar": 400}},
     }

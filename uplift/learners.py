@@ -15,9 +15,15 @@ Choices made here, and why:
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from sklearn.dummy import DummyClassifier
+
+# forestci (imported by causalml's trees) logs an error when the optional duecredit
+# package is missing; without a handler Python would print it on stderr.
+logging.getLogger("duecredit").addHandler(logging.NullHandler())
+logging.getLogger("duecredit").propagate = False
 
 LearnerName = Literal["s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"]
 BaseName = Literal["lightgbm", "xgboost"]

@@ -86,10 +86,15 @@ class FeatureEncoder(BaseEstimator):
         for j, column in enumerate(self.columns_):
             series = X[column]
             if column in self.categories_:
-                codes = self.categories_[column].get_indexer(series.astype(str))
-                values = codes.astype(np.float64)
-                values[(codes < 0) | series.isna().to_numpy()] = np.nan
+                # Look up each distinct value once, not every row's text.
+                codes, uniques = pd.factorize(series, use_na_sentinel=True)
+                lookup = self.categories_[column].get_indexer(pd.Index(uniques).astype(str))
+                # A trailing -1 makes factorize's missing-value code (-1) map to "missing".
+                values = np.append(lookup, -1)[codes].astype(np.float64)
+                values[values < 0] = np.nan
                 out[:, j] = values
+            elif pd.api.types.is_numeric_dtype(series):
+                out[:, j] = series.to_numpy(dtype=np.float64, na_value=np.nan)
             else:
                 out[:, j] = pd.to_numeric(series, errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan)
