@@ -63,6 +63,9 @@ def test_train_models_selects_refits_and_estimates(tmp_path: Path) -> None:
     assert scores["churn_risk"].between(0, 1).all()
     table = result.to_frame()
     assert table["selected"].sum() == 1
+    markdown = result.to_markdown()
+    assert f"Selected **{result.selected}** by qini." in markdown
+    assert markdown.count("\n| ") == 2 + len(result.candidates)  # header, rule, rows
     assert {"qini_webinar", "auuc_webinar", "policy_value"} <= set(table.columns)
     # The held-out policy respects the budget and capacity scaled to the held-out share.
     share = len(result.holdout_index) / dataset.n_rows

@@ -113,6 +113,24 @@ class TrainingResult:
                          **cand.metrics})
         return pd.DataFrame(rows)
 
+    def to_markdown(self) -> str:
+        """The candidates as a Markdown table (mean Qini over offers, policy value, time)."""
+        lines = [f"Selected **{self.selected}** by {self.select_by}.", "",
+                 "| learner | mean qini | mean auuc | policy value | churn reduction | fit s |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for cand in self.candidates:
+            if not cand.ok:
+                lines.append(f"| {cand.learner} | failed: {cand.error} | | | | |")
+                continue
+            qini = np.mean([v for k, v in cand.metrics.items() if k.startswith("qini_")])
+            auuc = np.mean([v for k, v in cand.metrics.items() if k.startswith("auuc_")])
+            name = cand.learner + (f" ({'+'.join(cand.members)})" if cand.members else "")
+            lines.append(f"| {name} | {qini:.4f} | {auuc:.4f} | "
+                         f"{cand.metrics['policy_value']:.2f} | "
+                         f"{100 * cand.metrics['policy_churn_reduction']:+.2f} pp | "
+                         f"{cand.fit_seconds:.1f} |")
+        return "\n".join(lines) + "\n"
+
 
 def _seeds(seed: int, n: int) -> list[int]:
     """Independent integer seeds for ``n`` random steps, all derived from ``seed``."""
