@@ -62,3 +62,11 @@ def test_ci_runs_the_readme_commands() -> None:
     assert "readme_command test-command" in script
     for marker in ("<!-- demo-command -->", "<!-- test-command -->"):
         assert README.count(marker) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", re.findall(r"```python\n(.*?)```", README, re.S),
+                         ids=lambda b: b.splitlines()[0][:40])
+def test_readme_python_examples_run(block: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    exec(compile(block, "README.md", "exec"), {})
