@@ -1,0 +1,185 @@
+"""MLflow tracking: where the store is, the spec's metric names, runs, baselines, comparisons.
+
+One of the few modules that import mlflow (with ``registry.py`` and ``cli.py``).
+Metric and tag names are built here and nowhere else, because dashboards and
+scripts read them (SPEC section 4).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import ExperimentConfig
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+DEFAULT_ARTIFACT_ROOT = "mlruns"
+TAGS = ("period", "baseline_period", "config_sha256", "data_sha256", "uplift_version",
+        "selected_learner")
+
+
+# --------------------------------------------------------------------------- names
+
+
+def metric_n(group: str) -> str:
+    """``n_<group>`` (``n_control`` for the control, whatever it is called)."""
+    return f"n_{group}"
+
+
+def metric_ate(arm: str, suffix: str = "") -> str:
+    """``ate_<arm>`` plus an optional suffix (``_ci_low``, ``_pvalue_adj``, ...)."""
+    return f"ate_{arm}{suffix}"
+
+
+def spec_metric_names(arms: Iterable[str], *, allocation: bool = True,
+                      baseline: bool = True) -> set[str]:
+    """Every metric name SPEC section 4 fixes for a run with these offers."""
+    arms = list(arms)
+    names = {"n_customers", "n_control", "churn_rate_control", "churn_rate_observed",
+             "policy_churn_rate", "policy_churn_reduction", "policy_churn_reduction_ci_low",
+             "policy_churn_reduction_ci_high", "policy_net_value_per_customer",
+             "policy_cost_per_customer"}
+    for arm in arms:
+        names |= {metric_n(arm), f"churn_rate_{arm}", f"qini_{arm}", f"auuc_{arm}",
+                  f"policy_share_{arm}"}
+        names |= {metric_ate(arm, s) for s in ("", "_ci_low", "_ci_high", "_pvalue",
+                                               "_pvalue_adj")}
+    if allocation:
+        names.add("srm_pvalue")
+    if baseline:
+        names |= {"baseline_churn_rate", "churn_reduction_vs_baseline"}
+    return names
+
+
+def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The metrics MLflow can store: finite numbers only (NaN means "not estimable")."""
+    out = {}
+    for key, value in metrics.items():
+        number = float(value)
+        if math.isfinite(number):
+            out[key] = number
+    return out
+
+
+# --------------------------------------------------------------------------- store
+
+
+def resolve_tracking_uri(option: str | None, cfg: ExperimentConfig | None = None) -> str:
+    """``--tracking-uri`` > env ``MLFLOW_TRACKING_URI`` > ``tracking.uri`` > the default."""
+    for candidate in (option, os.environ.get("MLFLOW_TRACKING_URI"),
+                      cfg.tracking.uri if cfg is not None else None):
+        if candidate:
+            return candidate
+    return DEFAULT_TRACKING_URI
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps artifacts: ``mlruns/`` beside the default store."""
+    if uri == DEFAULT_TRACKING_URI:
+        return Path(DEFAULT_ARTIFACT_ROOT).resolve().as_uri()
+    return None
+
+
+def prepare_store(uri: str) -> None:
+    """Create the folder of a local sqlite store on first use."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        Path(uri[len(prefix):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
+    """The id of experiment ``name``, created (with the default artifact root) if missing."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root(uri))
+    except Exception:  # noqa: BLE001 - a concurrent run may have created it first
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def flatten_params(cfg: ExperimentConfig) -> dict[str, str]:
+    """The config as MLflow params: dotted keys, values as text (lists/dicts as YAML-ish)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                label = item.get("name", i) if isinstance(item, dict) else i
+                walk(f"{prefix}.{label}", item)
+        else:
+            out[prefix] = "" if value is None else str(value)
+
+    walk("", cfg.model_dump(mode="json", by_alias=True, exclude_none=False))
+    return {k: v[:6000] for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- reading runs
+
+
+def find_baseline(client: Any, experiment_id: str, baseline_period: str | None,
+                  cfg: ExperimentConfig) -> tuple[float | None, str]:
+    """Baseline churn: the latest finished run of ``baseline_period``, else the config's.
+
+    Returns the rate (None when unknown) and where it came from.
+    """
+    if baseline_period:
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.period = '{baseline_period}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=20,
+        )
+        for run in runs:
+            rate = run.data.metrics.get("churn_rate_observed")
+            if rate is not None and not run.data.tags.get("mlflow.parentRunId"):
+                return float(rate), f"run {run.info.run_id} ({baseline_period})"
+    if cfg.baseline.churn_rate is not None:
+        return cfg.baseline.churn_rate, "baseline.churn_rate"
+    return None, "unknown"
+
+
+def compare_rows(client: Any, experiment_id: str) -> pd.DataFrame:
+    """One row per period (its latest finished parent run), oldest first, with deltas."""
+    runs = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=5000)
+    latest: dict[str, Any] = {}
+    for run in runs:
+        if run.data.tags.get("mlflow.parentRunId"):
+            continue
+        period = run.data.tags.get("period")
+        if period and period not in latest:
+            latest[period] = run
+    rows = []
+    for period in sorted(latest):
+        run = latest[period]
+        m = run.data.metrics
+        rows.append({
+            "period": period, "run_id": run.info.run_id,
+            "selected_learner": run.data.tags.get("selected_learner", ""),
+            "n_customers": m.get("n_customers"),
+            "churn_rate_observed": m.get("churn_rate_observed"),
+            "churn_rate_control": m.get("churn_rate_control"),
+            "policy_churn_rate": m.get("policy_churn_rate"),
+            "policy_churn_reduction": m.get("policy_churn_reduction"),
+            "policy_churn_reduction_ci_low": m.get("policy_churn_reduction_ci_low"),
+            "policy_churn_reduction_ci_high": m.get("policy_churn_reduction_ci_high"),
+            "policy_net_value_per_customer": m.get("policy_net_value_per_customer"),
+            "baseline_churn_rate": m.get("baseline_churn_rate"),
+            "churn_reduction_vs_baseline": m.get("churn_reduction_vs_baseline"),
+        })
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["delta_churn_rate_observed"] = frame["churn_rate_observed"].diff()
+        frame["delta_policy_churn_reduction"] = frame["policy_churn_reduction"].diff()
+    return frame
