@@ -94,6 +94,20 @@ def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
             click.echo(f"{prefix}: {_one_line(str(item.message))}", err=True)
 
 
+def _quiet_mlflow() -> None:
+    """MLflow's info lines and download bars are noise in our output; keep its errors."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not _STATE["verbose"]:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        import mlflow  # noqa: F401 - configures its loggers on import; override after
+
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        logging.getLogger("alembic").setLevel(logging.ERROR)
+
+
 def _progress() -> bool:
     from .progress import progress_enabled
 
@@ -109,7 +123,7 @@ def _say(text: str) -> None:
 @click.version_option(__version__, prog_name="uplift")
 @_common_options
 def cli() -> None:
-    """Retention offer tests: readout, power analysis, data checks and simulated data."""
+    """Retention offer tests: readout, power, uplift models, offer policy, MLflow tracking."""
 
 
 CONFIG_ARG = click.argument("config", type=click.Path(dir_okay=False))
@@ -331,6 +345,174 @@ def _control_rate(cfg: Any, override: float | None) -> tuple[float, str]:
     dataset = load_dataset(cfg)
     control = dataset.treatment == cfg.control
     return float(dataset.churned[control].mean()), f"the control group of {dataset.source}"
+
+
+# --------------------------------------------------------------------------- run
+
+
+TRACKING_OPTION = click.option("--tracking-uri", default=None,
+                               help="MLflow store (default: env MLFLOW_TRACKING_URI, "
+                                    "tracking.uri, else sqlite:///mlruns/mlflow.db).")
+
+
+@cli.command()
+@CONFIG_ARG
+@TRACKING_OPTION
+@click.option("--period", default=None, help="Period YYYY-MM (overrides the config's).")
+@_common_options
+def run(config: str, tracking_uri: str | None, period: str | None) -> None:
+    """The main job: readout, models, policy, baseline, report, MLflow run and model."""
+    import signal
+
+    from .pipeline import run_experiment
+    from .progress import steps
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # ends the MLflow run as failed, registers nothing
+
+    signal.signal(signal.SIGTERM, terminate)
+    _quiet_mlflow()
+    with steps(_progress()) as update:
+        result = run_experiment(config, tracking_uri=tracking_uri, period=period,
+                                on_step=update)
+    m = result.metrics
+    if not _STATE["quiet"]:
+        click.echo(f"Period {result.period}: {int(m['n_customers']):,} customers, observed "
+                   f"churn {100 * m['churn_rate_observed']:.2f}%")
+        click.echo(f"Selected learner: {result.selected_learner}; registered "
+                   f"{result.model_name} version {result.model_version} as 'candidate'")
+        click.echo(f"Recommended policy (held-out estimate): churn "
+                   f"{100 * m['policy_churn_rate']:.2f}%, reduction "
+                   f"{100 * m['policy_churn_reduction']:+.2f} pp "
+                   f"[{100 * m['policy_churn_reduction_ci_low']:+.2f}, "
+                   f"{100 * m['policy_churn_reduction_ci_high']:+.2f}], net value "
+                   f"{m.get('policy_net_value_per_customer', float('nan')):.2f} per customer")
+        if "baseline_churn_rate" in m:
+            click.echo(f"Baseline churn {100 * m['baseline_churn_rate']:.2f}% (from "
+                       f"{result.baseline_source}); policy vs baseline "
+                       f"{100 * m['churn_reduction_vs_baseline']:+.2f} pp")
+        else:
+            click.echo("Baseline churn: unknown (no run for the baseline period and no "
+                       "baseline.churn_rate)")
+        click.echo(f"Report: {result.report_path}")
+    click.echo(f"run_id: {result.run_id}")
+
+
+@cli.command()
+@click.option("--experiment", default=None, help="Experiment name (default: the config's).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config naming the experiment and the store.")
+@TRACKING_OPTION
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]),
+              default="table", show_default=True, help="Output format.")
+@_common_options
+def compare(experiment: str | None, config_path: str | None, tracking_uri: str | None,
+            fmt: str) -> None:
+    """One row per period: churn, the policy's churn reduction with CI, delta vs before."""
+    from mlflow import MlflowClient
+
+    from .config import load_config
+    from .tracking import compare_rows, resolve_tracking_uri
+
+    _quiet_mlflow()
+    cfg = load_config(config_path) if config_path else None
+    name = experiment or (cfg.name if cfg else None)
+    if name is None:
+        raise ArgumentError(Problem(None, "--experiment", "give --experiment or --config"))
+    uri = resolve_tracking_uri(tracking_uri, cfg)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        raise ArgumentError(Problem(None, "--experiment", f"no experiment {name!r} in {uri}"))
+    frame = compare_rows(client, found.experiment_id)
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(frame.to_json(orient="records", indent=2))
+    elif fmt == "markdown":
+        click.echo(_frame_markdown(frame))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{name}: periods")
+        columns = ["period", "selected_learner", "n_customers", "churn_rate_observed",
+                   "policy_churn_reduction", "policy_churn_reduction_ci_low",
+                   "policy_churn_reduction_ci_high", "churn_reduction_vs_baseline",
+                   "delta_churn_rate_observed"]
+        for column in columns:
+            table.add_column(column.replace("_", " "), justify="right")
+        for row in frame.to_dict("records"):
+            table.add_row(*[_cell(row.get(c)) for c in columns])
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
+    return str(value)
+
+
+def _frame_markdown(frame: Any) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |"
+            for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+@cli.command()
+@click.option("--version", "version", default=None, help="Model version to promote.")
+@click.option("--run", "run_id", default=None, help="Promote the version logged by this run.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config naming the registered model and the store.")
+@TRACKING_OPTION
+@_common_options
+def promote(version: str | None, run_id: str | None, config_path: str | None,
+            tracking_uri: str | None) -> None:
+    """Point the registry alias 'champion' at a model version (default: the candidate)."""
+    from mlflow import MlflowClient
+
+    from .config import load_config
+    from .registry import promote as promote_version
+    from .tracking import resolve_tracking_uri
+
+    if version is not None and run_id is not None:
+        raise ArgumentError(Problem(None, "--version", "give --version or --run, not both"))
+    _quiet_mlflow()
+    cfg = load_config(config_path) if config_path else None
+    name = cfg.tracking.registered_model if cfg else "retention-uplift"
+    client = MlflowClient(resolve_tracking_uri(tracking_uri, cfg))
+    promoted = promote_version(client, name, version=version, run_id=run_id)
+    _say(f"{name} version {promoted} is now 'champion'")
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config naming the store.")
+@TRACKING_OPTION
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True,
+              help="Port on 127.0.0.1.")
+@_common_options
+def ui(config_path: str | None, tracking_uri: str | None, port: int) -> None:
+    """Start the MLflow UI on the project's tracking store (127.0.0.1 only)."""
+    import subprocess
+
+    from .config import load_config
+    from .tracking import artifact_root, prepare_store, resolve_tracking_uri
+
+    cfg = load_config(config_path) if config_path else None
+    uri = resolve_tracking_uri(tracking_uri, cfg)
+    prepare_store(uri)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(port)]
+    root = artifact_root(uri)
+    if root:
+        command += ["--default-artifact-root", root]
+    _say(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C to stop)")
+    raise SystemExit(subprocess.call(command))
 
 
 def main() -> None:

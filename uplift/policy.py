@@ -30,6 +30,7 @@ __all__ = [
     "Assignment",
     "PolicyResult",
     "assign_offers",
+    "budget_curve",
     "build_policy",
     "eligibility",
     "net_values",
@@ -400,3 +401,49 @@ def build_policy(
         objective=cfg.policy.objective, budget=budget,
         capacity={k: int(v) for k, v in capacity.items()},
     )
+
+
+def budget_curve(
+    p_control: np.ndarray,
+    p_arms: np.ndarray,
+    value: np.ndarray,
+    frame: pd.DataFrame,
+    cfg: ExperimentConfig,
+    budgets: Sequence[float] | np.ndarray,
+    *,
+    capacity: Mapping[str, int] | None = _DEFAULT,
+) -> pd.DataFrame:
+    """The optimal policy's economics at each of several budgets.
+
+    Calls :func:`build_policy` once per budget with the config's objective, so each
+    row is the best policy that spends at most that budget.
+
+    Args:
+        p_control: (n,) P(churn | no offer).
+        p_arms: (n, k) P(churn | offer), columns in ``cfg.arm_names`` order.
+        value: (n,) monthly revenue per customer.
+        frame: The customers' rows (for the eligibility filters), n rows.
+        cfg: The experiment config (arms, costs, horizon, policy).
+        budgets: Caps on total expected cost, each >= 0.
+        capacity: Customers per offer name; default ``cfg.policy.capacity``, None for none.
+
+    Returns:
+        One row per budget, in the given order: ``budget``, ``cost`` (expected total),
+        ``net_value`` (expected total), ``churn_reduction`` (predicted, per customer)
+        and ``customers_treated`` (customers given an offer).
+    """
+    rows = []
+    for budget in np.asarray(budgets, dtype=float).ravel():
+        if not math.isfinite(budget) or budget < 0:
+            raise ValueError(f"budgets must be finite numbers >= 0, got {budget!r}")
+        policy = build_policy(p_control, p_arms, value, frame, cfg, budget=float(budget),
+                              capacity=capacity)
+        rows.append({
+            "budget": float(budget),
+            "cost": policy.total_cost,
+            "net_value": policy.total_net_value,
+            "churn_reduction": policy.churn_reduction_per_customer,
+            "customers_treated": int((policy.assignment.choice >= 0).sum()),
+        })
+    columns = ["budget", "cost", "net_value", "churn_reduction", "customers_treated"]
+    return pd.DataFrame(rows, columns=columns).astype({"customers_treated": "int64"})

@@ -40,3 +40,15 @@ def bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int],
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+@contextlib.contextmanager
+def steps(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner whose text each step replaces; yields ``update(description)``."""
+    if not enabled:
+        yield lambda text: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("Starting") as status:
+        yield lambda text: status.update(text)

@@ -1,0 +1,225 @@
+"""The run report: files, images, sections, escaping, the budget curve, and a browser check."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import yaml
+from conftest import base_config
+from matplotlib.image import imread
+from PIL import Image
+
+from uplift.analysis import RctResult, analyze_dataset
+from uplift.config import ExperimentConfig, load_config
+from uplift.data import Dataset, load_dataset
+from uplift.models import UpliftModel
+from uplift.policy import budget_curve, build_policy
+from uplift.report import SECTIONS, _baseline_section, write_report
+from uplift.training import TrainingResult, customer_values, train_models
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = Path("/usr/bin/chromium")
+DESCRIPTION = "Q4 <script>alert('x')</script> & friends"
+RUN_ID = "0123abcd"
+
+
+@dataclass(frozen=True)
+class Built:
+    folder: Path
+    html_path: Path
+    cfg: ExperimentConfig
+    dataset: Dataset
+    rct: RctResult
+    training: TrainingResult
+    rc_changed: list[str]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """One small run (6,000 customers, s and t learners on small models) and its report."""
+    root = tmp_path_factory.mktemp("report")
+    mapping = {
+        "name": "report-test", "period": "2026-10", "description": DESCRIPTION,
+        "data": {"simulate": {"customers": 6000, "seed": 4}, "value": "monthly_revenue",
+                 "categorical": ["plan", "contract", "region", "payment_method"]},
+        "arms": base_config()["arms"],
+        "allocation": base_config()["allocation"],
+        "model": {"learners": ["s", "t"], "seed": 3},
+        "policy": {"budget": 3000.0, "capacity": {"webinar": 400}},
+    }
+    path = root / "c.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    original = UpliftModel.__init__
+
+    def init(self: UpliftModel, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        if self.learner in ("s", "t", "x"):
+            self.params = {"n_estimators": 40}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(UpliftModel, "__init__", init)
+        cfg = load_config(path)
+        dataset = load_dataset(cfg)
+        rct = analyze_dataset(dataset, cfg)
+        training = train_models(dataset, cfg)
+    backend = matplotlib.get_backend()
+    before = dict(matplotlib.rcParams)
+    html_path = write_report(root / "out", cfg=cfg, dataset=dataset, rct=rct, training=training,
+                             baseline_churn_rate=0.31, baseline_source="config baseline",
+                             run_id=RUN_ID)
+    assert matplotlib.get_backend() == backend
+    after = dict(matplotlib.rcParams)
+    changed = [k for k in before if before[k] != after[k]]
+    return Built(root / "out", html_path, cfg, dataset, rct, training, changed)
+
+
+def image_sources(html_text: str) -> list[str]:
+    return re.findall(r'<img src="([^"]+)"', html_text)
+
+
+EXPECTED_PNGS = {"churn_by_group.png", "effects.png", "uplift_by_decile.png", "policy_mix.png",
+                 "net_value_vs_budget.png", "qini_discount_20.png", "qini_free_upgrade.png",
+                 "qini_webinar.png"}
+
+
+def test_report_writes_html_markdown_and_deciles(built: Built) -> None:
+    assert built.html_path == built.folder / "report.html"
+    assert (built.folder / "report.md").is_file()
+    deciles = (built.folder / "deciles.csv").read_text().splitlines()
+    assert deciles[0].split(",")[:3] == ["learner", "arm", "decile"]
+    learners = {line.split(",")[0] for line in deciles[1:]}
+    assert learners == {c.learner for c in built.training.candidates if c.ok}
+    assert built.rc_changed == []  # no global matplotlib state changed
+
+
+def test_every_image_in_the_html_exists_and_is_a_valid_png(built: Built) -> None:
+    html_text = built.html_path.read_text()
+    sources = image_sources(html_text)
+    assert len(sources) == len(set(sources))
+    assert set(sources) == {p.name for p in built.folder.glob("*.png")} == EXPECTED_PNGS
+    for name in sources:
+        data = (built.folder / name).read_bytes()
+        assert data[:8] == PNG_MAGIC, name
+        with Image.open(built.folder / name) as image:
+            image.verify()
+        with Image.open(built.folder / name) as image:
+            width, height = image.size
+        assert width > 300, name
+        assert height > 200, name
+        assert imread(built.folder / name).shape[:2] == (height, width)
+
+
+def test_html_has_the_sections_arms_and_is_self_contained(built: Built) -> None:
+    html_text = built.html_path.read_text()
+    for heading in SECTIONS:
+        assert f"<h2>{heading}</h2>" in html_text
+    for name in [built.cfg.control, *built.cfg.arm_names]:
+        assert name in html_text
+    assert RUN_ID in html_text
+    assert built.dataset.sha256 in html_text
+    assert "6,000" in html_text  # customers
+    assert html_text.count("<figcaption>") == len(EXPECTED_PNGS)
+    assert '<tr class="hl"><td>' + built.training.selected in html_text  # selected learner
+    assert "<script" not in html_text  # the description is escaped; no JavaScript
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; friends" in html_text
+    assert not re.search(r"(src|href)=\"(https?:)?//", html_text)
+    assert "SRM check: OK" in html_text
+    assert "31.00%" in html_text  # the baseline
+    policy = built.training.policy_estimate.churn_rate.value
+    assert f"{100 * (0.31 - policy):+.2f} pp" in html_text  # churn reduction vs baseline
+
+
+def test_markdown_has_the_same_sections_and_images(built: Built) -> None:
+    markdown = (built.folder / "report.md").read_text()
+    for heading in SECTIONS:
+        assert f"\n## {heading}\n" in markdown
+    assert set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)) == EXPECTED_PNGS
+    assert "<script>" not in markdown
+    for name in built.cfg.arm_names:
+        assert name in markdown
+
+
+def test_baseline_is_unknown_when_not_given(built: Built) -> None:
+    section = _baseline_section(built.cfg, built.rct, built.training, None, None)
+    table = section.blocks[0]
+    values = dict(table.rows)  # type: ignore[union-attr]
+    assert values["baseline churn rate"] == "unknown"
+    assert values["baseline source"] == "unknown"
+    assert values["churn reduction vs baseline"].startswith("unknown")
+
+
+def test_budget_curve_is_monotone_and_within_budget(built: Built) -> None:
+    training, dataset, cfg = built.training, built.dataset, built.cfg
+    rows = dataset.frame.iloc[training.holdout_index]
+    p_control, p_arms = training.candidate_models[training.selected].predict_churn(rows)
+    value = customer_values(dataset, cfg)[training.holdout_index]
+    full = build_policy(p_control, p_arms, value, rows, cfg, budget=None)
+    budgets = np.linspace(0.0, full.total_cost, 9)
+    curve = budget_curve(p_control, p_arms, value, rows, cfg, budgets)
+    assert list(curve.columns) == ["budget", "cost", "net_value", "churn_reduction",
+                                   "customers_treated"]
+    assert np.allclose(curve["budget"], budgets)
+    assert (curve["cost"] <= curve["budget"] * (1 + 1e-9) + 1e-9).all()
+    assert (np.diff(curve["net_value"]) >= -1e-6 * max(1.0, abs(full.total_net_value))).all()
+    assert curve["customers_treated"].iloc[0] == 0
+    assert curve["net_value"].iloc[0] == 0
+    assert curve["net_value"].iloc[-1] == pytest.approx(full.total_net_value, rel=1e-6)
+    with pytest.raises(ValueError, match="budgets"):
+        budget_curve(p_control, p_arms, value, rows, cfg, [-1.0])
+
+
+# A check appended to a copy of the report (never to the report itself): once the page
+# has loaded, it writes every image's state into the DOM that --dump-dom prints.
+_CHECK = """<script>
+window.addEventListener("load", () => {
+  const out = Array.from(document.images, (img) => ({
+    src: img.getAttribute("src"), complete: img.complete, width: img.naturalWidth}));
+  const pre = document.createElement("pre");
+  pre.id = "image-check";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+def browser_image_states(folder: Path, tmp_path: Path) -> list[dict[str, object]]:
+    page = folder / "check.html"
+    page.write_text(built_html(folder).replace("</body>", _CHECK + "</body>"))
+    result = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    found = re.search(r'<pre id="image-check">(.*?)</pre>', result.stdout, re.S)
+    assert found, f"no image check in the DOM (exit {result.returncode}): {result.stderr[-2000:]}"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def built_html(folder: Path) -> str:
+    return (folder / "report.html").read_text()
+
+
+def test_every_image_loads_in_headless_chromium(built: Built, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    copy = tmp_path / "report"
+    shutil.copytree(built.folder, copy)
+    states = browser_image_states(copy, tmp_path)
+    assert {s["src"] for s in states} == EXPECTED_PNGS
+    assert all(s["complete"] and int(s["width"]) > 0 for s in states), states  # type: ignore[call-overload]
+    # The check itself catches a missing image.
+    (copy / "effects.png").unlink()
+    states = browser_image_states(copy, tmp_path)
+    broken = [s["src"] for s in states if int(s["width"]) == 0]  # type: ignore[call-overload]
+    assert broken == ["effects.png"]

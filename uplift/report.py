@@ -1,0 +1,627 @@
+"""The run report a retention team reviews: HTML and Markdown with PNG plots.
+
+:func:`write_report` writes into one folder ``report.html`` (self-contained apart from
+its PNGs: inline CSS, no JavaScript, no network resources), ``report.md`` (the same
+content as Markdown), one PNG per plot and ``deciles.csv`` (every candidate's
+held-out decile table). Plots are drawn on matplotlib ``Figure`` objects with the Agg
+canvas, never through ``pyplot``, so no global backend or figure state changes.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import style
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import StrMethodFormatter
+from scipy.stats import norm
+
+from . import __version__
+from .analysis import RctResult
+from .config import ExperimentConfig
+from .data import Dataset
+from .models import uplift_column
+from .policy import budget_curve, build_policy
+from .training import TrainingResult, customer_values
+
+__all__ = ["BUDGET_POINTS", "SECTIONS", "write_report"]
+
+SECTIONS = ("RCT readout", "Candidate learners", "Recommended policy", "Baseline comparison",
+            "Plots")
+BUDGET_POINTS = 12  # budgets from 0 to the unconstrained policy's cost
+_CONTROL_COLOR, _ARM_COLOR, _MODEL_COLOR = "#d95f02", "#1f6fb4", "#1b9e77"
+_DPI = 110
+_THOUSANDS = "{x:,.0f}"
+# Plots look the same whatever style a caller (or an imported library: causalml sets
+# fivethirtyeight on import) made global; the context restores it afterwards.
+_STYLE = ["default", {"axes.spines.top": False, "axes.spines.right": False,
+                      "axes.titleweight": "bold", "figure.facecolor": "white"}]
+
+_CSS = """body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;
+max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #1f6fb4}h2{margin-top:1.8em;color:#1f6fb4}table.meta th{text-align:left}
+table{border-collapse:collapse;margin:.6em 0 1em;font-size:.92em}th{background:#eef3f8}
+th,td{border:1px solid #ccc;padding:.3em .6em}td.num{text-align:right}p.note{color:#555}
+tr.hl td{background:#fff4d6;font-weight:600}p.warn{color:#a40000;font-weight:600}
+figure{margin:1.2em 0 2em}figure img{max-width:100%;border:1px solid #ddd}
+figcaption{color:#444;font-size:.92em;max-width:850px}"""
+
+
+# --------------------------------------------------------------------------- document
+
+
+@dataclass(frozen=True)
+class _Para:
+    text: str
+    kind: str = ""  # "", "warn" or "note"
+
+
+@dataclass
+class _Table:
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    numeric: range | set[int] = field(default_factory=set)  # right-aligned columns
+    highlight: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _Plot:
+    file: str
+    title: str
+    caption: str
+
+
+@dataclass
+class _Section:
+    heading: str
+    blocks: list[_Para | _Table | _Plot] = field(default_factory=list)
+
+
+def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Section]) -> str:
+    esc = html.escape
+    out = ['<!DOCTYPE html>', '<html lang="en">', '<head>', '<meta charset="utf-8">',
+           f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+           f"<h1>{esc(title)}</h1>", '<table class="meta">']
+    out += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta]
+    out.append("</table>")
+    for section in sections:
+        out.append(f"<section>\n<h2>{esc(section.heading)}</h2>")
+        for block in section.blocks:
+            if isinstance(block, _Para):
+                cls = f' class="{block.kind}"' if block.kind else ""
+                out.append(f"<p{cls}>{esc(block.text)}</p>")
+            elif isinstance(block, _Table):
+                out.append("<table>")
+                out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in block.header) + "</tr>")
+                for i, row in enumerate(block.rows):
+                    cls = ' class="hl"' if i in block.highlight else ""
+                    cells = "".join(
+                        f'<td class="num">{esc(c)}</td>' if j in block.numeric else
+                        f"<td>{esc(c)}</td>" for j, c in enumerate(row))
+                    out.append(f"<tr{cls}>{cells}</tr>")
+                out.append("</table>")
+            else:
+                out += ["<figure>", f"<h3>{esc(block.title)}</h3>",
+                        f'<img src="{esc(block.file, quote=True)}" alt="{esc(block.title)}">',
+                        f"<figcaption>{esc(block.caption)}</figcaption>", "</figure>"]
+        out.append("</section>")
+    out += ["</body>", "</html>", ""]
+    return "\n".join(out)
+
+
+def _md_text(text: str) -> str:
+    """Text with Markdown's emphasis, code and HTML characters escaped."""
+    for char in "\\*`":
+        text = text.replace(char, "\\" + char)
+    return text.replace("<", "&lt;").replace("\n", " ")
+
+
+def _md_cell(text: str) -> str:
+    return _md_text(text).replace("|", "\\|")
+
+
+def _render_markdown(title: str, meta: list[tuple[str, str]], sections: list[_Section]) -> str:
+    out = [f"# {_md_text(title)}", "", "| field | value |", "| --- | --- |"]
+    out += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in meta]
+    for section in sections:
+        out += ["", f"## {_md_text(section.heading)}", ""]
+        for block in section.blocks:
+            if isinstance(block, _Para):
+                text = _md_text(block.text)
+                out += [f"**{text}**" if block.kind == "warn" else text, ""]
+            elif isinstance(block, _Table):
+                align = ["---:" if j in block.numeric else "---" for j in range(len(block.header))]
+                out.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
+                out.append("| " + " | ".join(align) + " |")
+                for i, row in enumerate(block.rows):
+                    cells = [_md_cell(c) for c in row]
+                    if i in block.highlight:
+                        cells = [f"**{c}**" if c else c for c in cells]
+                    out.append("| " + " | ".join(cells) + " |")
+                out.append("")
+            else:
+                title = _md_text(block.title)
+                out += [f"### {title}", "", f"![{title}]({block.file})", "",
+                        f"*{_md_text(block.caption)}*", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%" if math.isfinite(x) else "n/a"
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:+.2f} pp" if math.isfinite(x) else "n/a"
+
+
+def _money(x: float) -> str:
+    return f"{x:,.2f}" if math.isfinite(x) else "n/a"
+
+
+def _pval(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return "<0.0001" if x < 1e-4 else f"{x:.4f}"
+
+
+def _num(x: float | None) -> str:
+    return f"{x:.4f}" if x is not None and math.isfinite(x) else ""
+
+
+_ESTIMATES: dict[str, tuple[str, Callable[[float], str]]] = {
+    "churn_rate": ("policy churn rate", _pct),
+    "churn_rate_no_offer": ("churn rate with no offer", _pct),
+    "churn_reduction": ("churn reduction", _pp),
+    "net_value_per_customer": ("net value per customer", _money),
+    "cost_per_customer": ("cost per customer", _money),
+}
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _rct_section(rct: RctResult) -> _Section:
+    level = f"{100 * (1 - rct.alpha):g}%"
+    table = _Table(["group", "customers", "churners", "churn rate", "churn reduction",
+                    f"{level} CI", "p-value", f"adjusted p ({rct.correction})"],
+                   numeric=range(1, 8))
+    c = rct.control_stats
+    name = rct.control if rct.control == "control" else f"{rct.control} (control)"
+    table.rows.append([name, f"{c.n:,}", f"{c.churners:,}",
+                       _pct(c.churn_rate), "", "", "", ""])
+    for e in rct.effects:
+        table.rows.append([e.arm, f"{e.n:,}", f"{e.churners:,}", _pct(e.churn_rate), _pp(e.ate),
+                           f"[{_pp(e.ci_low)}, {_pp(e.ci_high)}]", _pval(e.pvalue),
+                           _pval(e.pvalue_adj)])
+    blocks: list[_Para | _Table | _Plot] = [table, _Para(
+        f"{rct.n_customers:,} customers, observed churn {_pct(rct.churn_rate_observed)}. "
+        "Churn reduction = control churn rate - offer churn rate in percentage points "
+        "(positive = fewer churn), with Newcombe's score interval; two-sided pooled "
+        f"z-test, p-values adjusted over offers by {rct.correction}.")]
+    if rct.srm_pvalue is None:
+        blocks.append(_Para("SRM check: not run (no planned allocation given)."))
+    elif rct.srm_detected:
+        blocks.append(_Para(f"SRM check: sample-ratio mismatch detected (chi-square p = "
+                            f"{_pval(rct.srm_pvalue)}); the group sizes do not match the "
+                            "allocation, so the effects above may be biased.", "warn"))
+    else:
+        blocks.append(_Para(f"SRM check: OK (chi-square p = {_pval(rct.srm_pvalue)}); the "
+                            "group sizes match the planned allocation."))
+    return _Section(SECTIONS[0], blocks)
+
+
+def _candidates_section(training: TrainingResult, arms: Sequence[str]) -> _Section:
+    header = ["learner", *(f"Qini {a}" for a in arms), "mean AUUC", "net value / customer",
+              "churn reduction", "fit s", "status"]
+    table = _Table(header, numeric=range(1, len(header) - 1))
+    for i, cand in enumerate(training.candidates):
+        name = cand.learner + (f" ({'+'.join(cand.members)})" if cand.members else "")
+        if not cand.ok:
+            table.rows.append([name, *[""] * (len(header) - 3),
+                               f"{cand.fit_seconds:.1f}", f"failed: {cand.error}"])
+            continue
+        m = cand.metrics
+        auuc = [m[f"auuc_{a}"] for a in arms if f"auuc_{a}" in m]
+        selected = cand.learner == training.selected
+        if selected:
+            table.highlight.add(i)
+        table.rows.append([name, *(_num(m.get(f"qini_{a}")) for a in arms),
+                           _num(np.mean(auuc)) if auuc else "",
+                           _money(m.get("policy_value", math.nan)),
+                           _pp(m.get("policy_churn_reduction", math.nan)),
+                           f"{cand.fit_seconds:.1f}", "selected" if selected else "ok"])
+    rule = ("mean held-out Qini over offers" if training.select_by == "qini"
+            else "held-out policy value")
+    return _Section(SECTIONS[1], [
+        _Para(f"Selected {training.selected} by {training.select_by} ({rule}). Every "
+              "figure is measured on the held-out rows for the model fitted on the training "
+              "rows; the selected learner was then refitted on all rows."),
+        table,
+    ])
+
+
+def _policy_section(training: TrainingResult) -> _Section:
+    est = training.policy_estimate
+    level = f"{100 * (1 - est.alpha):g}%"
+    estimates = _Table(["estimate", "value", f"{level} CI low", f"{level} CI high"],
+                       numeric=range(1, 4))
+    for row in est.to_frame().itertuples(index=False):
+        label, fmt = _ESTIMATES.get(str(row.estimate), (str(row.estimate), _num))
+        estimates.rows.append([label, fmt(row.value), fmt(row.ci_low), fmt(row.ci_high)])
+    policy = training.holdout_policy
+    mix = _Table(["group", "customers", "share", "expected cost", "expected net value",
+                  "mean predicted uplift"], numeric=range(1, 6))
+    for row in policy.to_frame().itertuples(index=False):
+        control = row.group == policy.control
+        mix.rows.append([f"{row.group} (no offer)" if control else str(row.group),
+                         f"{row.customers:,}", _pct(row.share), _money(row.cost),
+                         _money(row.net_value), "" if control else _pp(row.mean_uplift)])
+    limits = []
+    if policy.budget is not None:
+        limits.append(f"budget {_money(policy.budget)} ({_money(policy.total_cost)} used)")
+    counts = policy.counts()
+    limits += [f"{k} capacity {v:,} ({counts.get(k, 0):,} used)"
+               for k, v in (policy.capacity or {}).items()]
+    return _Section(SECTIONS[2], [
+        _Para(f"Off-policy estimates of the policy the selected model recommends, on "
+              f"{est.n:,} held-out randomized customers ({est.method} estimator with the "
+              "design's known propensities). Churn reduction and net value are relative to "
+              "giving nobody an offer."),
+        estimates,
+        _Para(f"The recommended offers on the held-out rows (objective {policy.objective}; "
+              + ("; ".join(limits) + "; the config's budget and capacities scaled to the "
+                 "held-out share of the customers)." if limits
+                 else "no budget or capacity limits).")),
+        mix,
+    ])
+
+
+def _baseline_section(cfg: ExperimentConfig, rct: RctResult, training: TrainingResult,
+                      baseline: float | None, source: str | None) -> _Section:
+    est = training.policy_estimate.churn_rate
+    if baseline is not None and not math.isfinite(baseline):
+        baseline = None
+    rows = [
+        ["baseline period", cfg.resolved_baseline_period() or "unknown"],
+        ["baseline churn rate", "unknown" if baseline is None else _pct(baseline)],
+        ["baseline source", source or "unknown"],
+        ["observed churn this period (all rows)", _pct(rct.churn_rate_observed)],
+        ["policy churn rate (held-out estimate)",
+         f"{_pct(est.value)} [{_pct(est.ci_low)}, {_pct(est.ci_high)}]"],
+    ]
+    rows.append(["churn reduction vs baseline", "unknown (no baseline churn rate)"
+                 if baseline is None else f"{_pp(baseline - est.value)} "
+                 f"[{_pp(baseline - est.ci_high)}, {_pp(baseline - est.ci_low)}]"])
+    return _Section(SECTIONS[3], [
+        _Table(["", "value"], rows, numeric={1}),
+        _Para("Churn reduction vs baseline = baseline churn rate - the policy's estimated "
+              "churn rate, in percentage points (positive = fewer churn than last period); "
+              "the interval carries the policy estimate's uncertainty only.", "note"),
+    ])
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _label_bars(ax: Axes, x: np.ndarray, tops: Sequence[float], texts: Sequence[str]) -> None:
+    """Write ``texts`` just above the points ``(x, tops)``."""
+    for xi, top, text in zip(x, tops, texts, strict=True):
+        ax.annotate(text, (xi, top), textcoords="offset points", xytext=(0, 3), ha="center",
+                    fontsize=9)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=_DPI, format="png", metadata={"Software": None})
+
+
+def _plot_churn(rct: RctResult, path: Path) -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    names = [rct.control, *(e.arm for e in rct.effects)]
+    stats = [rct.control_stats, *rct.effects]
+    rates = np.array([s.churn_rate for s in stats])
+    low, high = proportion_confint([s.churners for s in stats], [s.n for s in stats],
+                                   alpha=rct.alpha, method="wilson")
+    colors = [_CONTROL_COLOR] + [_ARM_COLOR] * len(rct.effects)
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    ax.bar(x, 100 * rates, color=colors, alpha=0.85)
+    ax.errorbar(x, 100 * rates, yerr=[100 * (rates - low), 100 * (high - rates)], fmt="none",
+                ecolor="black", capsize=6)
+    ax.axhline(100 * rates[0], color=_CONTROL_COLOR, ls="--", lw=1, label="control churn rate")
+    _label_bars(ax, x, 100 * high, [f"{100 * r:.1f}%" for r in rates])
+    first = names[0] if names[0] == "control" else f"{names[0]}\n(control)"
+    ax.set_xticks(x, [first, *names[1:]])
+    ax.set_ylim(0, 100 * float(np.max(high)) * 1.3)
+    ax.set(ylabel="churn rate (%)", xlabel="group (randomized)",
+           title=f"Observed churn by group, {100 * (1 - rct.alpha):g}% Wilson intervals")
+    ax.legend(loc="upper right")
+    _save(fig, path)
+
+
+def _plot_effects(rct: RctResult, path: Path) -> None:
+    effects = list(rct.effects)
+    fig = Figure(figsize=(8, 1.6 + 0.7 * len(effects)), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(effects))[::-1]
+    for yi, e in zip(y, effects, strict=True):
+        significant = e.pvalue_adj < rct.alpha
+        ax.plot([100 * e.ci_low, 100 * e.ci_high], [yi, yi], color=_ARM_COLOR, lw=2)
+        ax.plot(100 * e.ate, yi, "o", ms=9, color=_ARM_COLOR,
+                markerfacecolor=_ARM_COLOR if significant else "white")
+        ax.annotate(f"{100 * e.ate:+.2f} pp, adj. p {_pval(e.pvalue_adj)}"
+                    + (" *" if significant else ""), (100 * e.ci_high, yi),
+                    textcoords="offset points", xytext=(8, -3), fontsize=9)
+    ax.axvline(0, color="black", lw=1)
+    ax.plot([], [], "o", color=_ARM_COLOR, label=f"significant (adj. p < {rct.alpha:g})")
+    ax.plot([], [], "o", color=_ARM_COLOR, markerfacecolor="white", label="not significant")
+    ax.set_yticks(y, [e.arm for e in effects])
+    ax.set_ylim(-0.7, len(effects) - 0.3)
+    lo = min(0.0, *(100 * e.ci_low for e in effects))
+    hi = max(0.0, *(100 * e.ci_high for e in effects))
+    ax.set_xlim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.6 * (hi - lo + 1e-9))
+    ax.set(xlabel="churn reduction vs control (percentage points; > 0 = fewer churn)",
+           ylabel="offer",
+           title=f"Effect of each offer, {100 * (1 - rct.alpha):g}% Newcombe intervals")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def _plot_qini(arm: str, treatment: np.ndarray, churned: np.ndarray, score: np.ndarray,
+               control: str, learner: str, qini_score: float | None, path: Path) -> None:
+    from causalml.metrics import get_qini
+
+    mask = (treatment == control) | (treatment == arm)
+    frame = pd.DataFrame({"y": 1 - churned[mask].astype(int),
+                          "w": (treatment[mask] == arm).astype(int),
+                          "model": score[mask].astype(float)})
+    curve = get_qini(frame, outcome_col="y", treatment_col="w", normalize=False)["model"]
+    end = float(curve.iloc[-1])
+    values = curve.to_numpy() / abs(end) if end != 0 and math.isfinite(end) else curve.to_numpy()
+    share = np.arange(len(values)) / max(len(values) - 1, 1)
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    label = f"{learner} (Qini {qini_score:.4f})" if qini_score is not None else learner
+    ax.plot(100 * share, values, color=_MODEL_COLOR, lw=2, label=label)
+    ax.plot([0, 100], [0, values[-1]], color="grey", ls="--", label="random targeting")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("customers targeted, highest predicted uplift first (%)")
+    ax.set_ylabel("cumulative extra customers kept\n(normalized: all targeted = ±1)"
+                  if end != 0 else "cumulative extra customers kept")
+    ax.set_title(f"Qini curve: {arm} vs control\n"
+                 f"{int(mask.sum()):,} held-out customers", fontsize=11)
+    ax.legend(loc="best")
+    _save(fig, path)
+
+
+def _plot_deciles(deciles: pd.DataFrame, arms: Sequence[str], alpha: float, learner: str,
+                  path: Path) -> None:
+    fig = Figure(figsize=(4.2 * len(arms) + 0.8, 4.3), layout="constrained")
+    axes = fig.subplots(1, len(arms), sharey=True, squeeze=False)[0]
+    z = float(norm.ppf(1 - alpha / 2))
+    for ax, arm in zip(axes, arms, strict=True):
+        part = deciles[deciles["arm"] == arm].sort_values("decile")
+        p1, n1 = part["churn_rate_arm"].to_numpy(float), part["n_arm"].to_numpy(float)
+        p0, n0 = part["churn_rate_control"].to_numpy(float), part["n_control"].to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            se = np.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
+        d = part["decile"].to_numpy()
+        ax.bar(d, 100 * part["observed_uplift"].to_numpy(float), color=_ARM_COLOR, alpha=0.6,
+               yerr=100 * z * se, capsize=3, ecolor="#555", label="observed")
+        ax.plot(d, 100 * part["predicted_uplift"].to_numpy(float), "o-", color=_MODEL_COLOR,
+                lw=2, label="predicted")
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xticks(range(1, int(d.max(initial=1)) + 1))
+        ax.set(title=arm, xlabel="decile of predicted uplift (1 = highest)")
+    axes[0].set_ylabel("churn reduction (percentage points)")
+    axes[0].legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"Predicted vs observed uplift by decile ({learner}, held-out rows)")
+    _save(fig, path)
+
+
+def _plot_policy_mix(training: TrainingResult, path: Path) -> None:
+    policy = training.holdout_policy
+    frame = policy.to_frame()
+    colors = [_CONTROL_COLOR if g == policy.control else _ARM_COLOR for g in frame["group"]]
+    labels = [f"{g}\n(no offer)" if g == policy.control else str(g) for g in frame["group"]]
+    x = np.arange(len(frame))
+    fig = Figure(figsize=(10, 4.3), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.bar(x, 100 * frame["share"], color=colors, alpha=0.85)
+    _label_bars(left, x, 100 * frame["share"], [f"{n:,}" for n in frame["customers"]])
+    left.set(ylabel="share of held-out customers (%)",
+             title="Who gets which offer (labels: customers)")
+    right.bar(x, frame["net_value"], color=colors, alpha=0.85)
+    _label_bars(right, x, frame["net_value"].clip(lower=0),
+                [f"{v:,.0f}" for v in frame["net_value"]])
+    right.yaxis.set_major_formatter(StrMethodFormatter(_THOUSANDS))
+    right.axhline(0, color="black", lw=0.6)
+    right.set(ylabel="expected net value (currency)",
+              title="Expected net value per group (labels: total)")
+    for ax in (left, right):
+        ax.set_xticks(x, labels)
+        ax.set_xlabel("recommended group")
+    fig.suptitle(f"Recommended policy on the held-out rows ({training.selected})")
+    _save(fig, path)
+
+
+def _plot_budget(curve: pd.DataFrame, mark: float | None, current: tuple[float, float],
+                 path: Path) -> None:
+    fig = Figure(figsize=(10, 4.3), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    b = curve["budget"].to_numpy()
+    left.plot(b, curve["net_value"], "o-", color=_MODEL_COLOR, lw=2, label="net value")
+    left.plot(b, curve["cost"], "s-", color=_ARM_COLOR, lw=1.5, label="cost")
+    right.plot(b, 100 * curve["churn_reduction"], "o-", color=_MODEL_COLOR, lw=2)
+    left.plot(*current, "*", ms=14, color=_CONTROL_COLOR, label="recommended policy")
+    for ax in (left, right):
+        if mark is not None:
+            ax.axvline(mark, color=_CONTROL_COLOR, ls="--", lw=1.2,
+                       label="config budget (held-out share)" if ax is left else None)
+        ax.set_xlabel("budget: cap on expected offer cost (currency)")
+        ax.xaxis.set_major_formatter(StrMethodFormatter(_THOUSANDS))
+        ax.grid(alpha=0.3)
+    left.yaxis.set_major_formatter(StrMethodFormatter(_THOUSANDS))
+    left.set(ylabel="expected total (currency)", title="Net value and cost of the optimal policy")
+    left.legend(loc="best", fontsize=8)
+    right.set(ylabel="predicted churn reduction (percentage points)",
+              title="Predicted churn reduction")
+    fig.suptitle("What each budget buys on the held-out rows")
+    _save(fig, path)
+
+
+def _file_names(arms: Sequence[str]) -> dict[str, str]:
+    """A distinct, URL- and filesystem-safe ``qini_<arm>.png`` name per arm."""
+    out: dict[str, str] = {}
+    for arm in arms:
+        stem = "qini_" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", arm).strip("-.") or "arm")
+        name, i = f"{stem}.png", 2
+        while name in out.values():
+            name, i = f"{stem}-{i}.png", i + 1
+        out[arm] = name
+    return out
+
+
+def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult,
+           training: TrainingResult) -> list[_Para | _Table | _Plot]:
+    model = training.candidate_models.get(training.selected)
+    if model is None:
+        raise ValueError(f"training.candidate_models has no {training.selected!r} model "
+                         "(fitted on the training rows) to score the held-out rows with")
+    level = f"{100 * (1 - rct.alpha):g}%"
+    blocks: list[_Para | _Table | _Plot] = []
+    _plot_churn(rct, folder / "churn_by_group.png")
+    blocks.append(_Plot("churn_by_group.png", "Churn by group", (
+        f"Observed churn rate of each randomized group with its {level} Wilson interval; "
+        "the control (orange, dashed line) is the reference. An offer works when its bar "
+        "sits clearly below the line.")))
+    _plot_effects(rct, folder / "effects.png")
+    blocks.append(_Plot("effects.png", "Effect of each offer", (
+        f"Churn reduction of each offer against the control in percentage points with its "
+        f"{level} Newcombe interval. Right of the zero line = fewer churn. A filled dot (*) "
+        f"is significant after {rct.correction} adjustment over offers (adjusted p < "
+        f"{rct.alpha:g}); an interval crossing zero is not conclusive.")))
+
+    selected, arms = training.selected, cfg.arm_names
+    chosen = next(c for c in training.candidates if c.learner == selected)
+    idx = np.asarray(training.holdout_index)
+    rows = dataset.frame.iloc[idx]
+    scores = model.predict(rows)
+    treatment, churned = dataset.treatment[idx], np.asarray(dataset.churned)[idx]
+    for arm, name in _file_names(arms).items():
+        _plot_qini(arm, treatment, churned, scores[uplift_column(arm)].to_numpy(),
+                   cfg.control, selected, chosen.metrics.get(f"qini_{arm}"), folder / name)
+        blocks.append(_Plot(name, f"Qini curve: {arm}", (
+            f"Held-out customers given {arm} or nothing, ranked by the {selected} model's "
+            f"predicted churn reduction from {arm}: the extra customers kept when targeting "
+            "the top x% (normalized: everyone targeted = 1, or -1 if the offer loses customers "
+            "overall). Above the dashed random-targeting line = the model finds whom the offer "
+            "keeps; the area between the two is the Qini score.")))
+
+    if chosen.deciles is not None and len(chosen.deciles):
+        _plot_deciles(chosen.deciles, arms, rct.alpha, selected,
+                      folder / "uplift_by_decile.png")
+        blocks.append(_Plot("uplift_by_decile.png", "Predicted vs observed uplift by decile", (
+            f"Per offer, held-out customers cut into ten equal groups by predicted churn "
+            f"reduction (decile 1 = highest). Bars: observed churn reduction (control churn - "
+            f"offer churn in the decile) with a {level} normal interval; line: the mean "
+            "predicted reduction. A good model's bars fall from left to right and track the "
+            "line; deciles hold few customers, so single bars are noisy.")))
+
+    _plot_policy_mix(training, folder / "policy_mix.png")
+    blocks.append(_Plot("policy_mix.png", "Policy mix", (
+        "Left: share of held-out customers the recommended policy sends to each group (no "
+        "offer in orange), with customer counts. Right: expected net value of each group "
+        "(value of the customers kept over the value horizon minus the offers' cost), "
+        "predicted by the selected model.")))
+
+    policy = training.holdout_policy
+    p_control, p_arms = model.predict_churn(rows)
+    value = customer_values(dataset, cfg)[idx]
+    capacity = dict(policy.capacity or {})
+    full = build_policy(p_control, p_arms, value, rows, cfg, budget=None, capacity=capacity)
+    budgets = list(np.linspace(0.0, full.total_cost, BUDGET_POINTS))
+    if policy.budget is not None and policy.budget > full.total_cost:
+        budgets.append(float(policy.budget))
+    curve = budget_curve(p_control, p_arms, value, rows, cfg, budgets, capacity=capacity)
+    _plot_budget(curve, policy.budget, (policy.total_cost, policy.total_net_value),
+                 folder / "net_value_vs_budget.png")
+    marked = ("; the dashed line is the config's budget scaled to the held-out share"
+              if policy.budget is not None else "")
+    blocks.append(_Plot("net_value_vs_budget.png", "Net value vs budget", (
+        "The best policy the selected model finds on the held-out rows when the total "
+        "expected offer cost may not exceed the budget (x axis), from nothing up to the cost "
+        "of the unconstrained policy. Left: expected net value (green) and the cost actually "
+        f"spent (blue); the star is the recommended policy{marked}. Right: predicted churn "
+        "reduction per held-out customer. Where the net value flattens, more budget buys "
+        "little.")))
+    return blocks
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult,
+                 training: TrainingResult, baseline_churn_rate: float | None = None,
+                 baseline_source: str | None = None, run_id: str | None = None) -> Path:
+    """Write the run report (HTML, Markdown, PNG plots and ``deciles.csv``) into a folder.
+
+    Args:
+        folder: Where to write; created if missing. Existing files of the same names are
+            replaced.
+        cfg: The experiment config.
+        dataset: The data the run used.
+        rct: The RCT readout of ``dataset``.
+        training: The candidates, the selected model and the held-out policy.
+        baseline_churn_rate: Last period's churn rate; None when unknown.
+        baseline_source: Where the baseline came from (e.g. a run id, or the config).
+        run_id: The MLflow run the report belongs to.
+
+    Returns:
+        The path of ``report.html``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    title = f"Retention uplift report: {cfg.name}"
+    meta = [
+        ("experiment", cfg.name),
+        ("description", cfg.description or ""),
+        ("period", cfg.period or "unknown"),
+        ("run id", run_id or "none"),
+        ("data", dataset.source),
+        ("data sha256", dataset.sha256),
+        ("customers", f"{dataset.n_rows:,}"),
+        ("offers", ", ".join(cfg.arm_names)),
+        ("selected learner", training.selected),
+        ("uplift version", __version__),
+    ]
+    sections = [
+        _rct_section(rct),
+        _candidates_section(training, cfg.arm_names),
+        _policy_section(training),
+        _baseline_section(cfg, rct, training, baseline_churn_rate, baseline_source),
+    ]
+    with style.context(_STYLE):
+        sections.append(_Section(SECTIONS[4], _plots(folder, cfg, dataset, rct, training)))
+    tables = [c.deciles.assign(learner=c.learner)[["learner", *c.deciles.columns]]
+              for c in training.candidates if c.ok and c.deciles is not None]
+    deciles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    deciles.to_csv(folder / "deciles.csv", index=False, lineterminator="\n")
+    (folder / "report.md").write_text(_render_markdown(title, meta, sections), encoding="utf-8")
+    path = folder / "report.html"
+    path.write_text(_render_html(title, meta, sections), encoding="utf-8")
+    return path
