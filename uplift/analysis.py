@@ -24,6 +24,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 from .config import ExperimentConfig
 from .data import Dataset
 from .errors import DataError, Problem, UpliftWarning
+from .formatting import pct, pp, pval
 
 Correction = Literal["holm", "bonferroni", "fdr_bh", "none"]
 CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "fdr_bh", "none")
@@ -347,19 +348,22 @@ def _allocation_shares(allocation: Mapping[str, float], groups: list[str]) -> di
     return {g: v / total for g, v in values.items()}
 
 
+
+
+
+
+
+
 def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%" if math.isfinite(value) else ""
+    return pct(value, missing="")
 
 
 def _pp(value: float) -> str:
-    """A difference of rates in percentage points, signed."""
-    return f"{100 * value:+.2f} pp" if math.isfinite(value) else ""
+    return pp(value, missing="")
 
 
 def _pval(value: float) -> str:
-    if not math.isfinite(value):
-        return ""
-    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+    return pval(value, missing="")
 
 
 def _md_row(cells: Sequence[str]) -> str:

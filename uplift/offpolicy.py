@@ -58,6 +58,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from .formatting import money as _money
+from .formatting import pct as _pct
+from .formatting import pp as _pp
+
 if TYPE_CHECKING:
     from .config import ArmConfig
 
@@ -403,13 +407,6 @@ def _predictions(
     return mu[0], mu[rec, np.arange(n)]
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%" if math.isfinite(x) else "n/a"
 
 
-def _pp(x: float) -> str:
-    return f"{100 * x:+.2f} pp" if math.isfinite(x) else "n/a"
 
-
-def _money(x: float) -> str:
-    return f"{x:,.2f}" if math.isfinite(x) else "n/a"

@@ -29,6 +29,10 @@ from . import __version__
 from .analysis import RctResult
 from .config import ExperimentConfig
 from .data import Dataset
+from .formatting import money as _money
+from .formatting import pct as _pct
+from .formatting import pp as _pp
+from .formatting import pval as _pval
 from .models import uplift_column
 from .policy import budget_curve, build_policy
 from .training import TrainingResult, customer_values
@@ -158,22 +162,12 @@ def _render_markdown(title: str, meta: list[tuple[str, str]], sections: list[_Se
 # --------------------------------------------------------------------------- formatting
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%" if math.isfinite(x) else "n/a"
 
 
-def _pp(x: float) -> str:
-    return f"{100 * x:+.2f} pp" if math.isfinite(x) else "n/a"
 
 
-def _money(x: float) -> str:
-    return f"{x:,.2f}" if math.isfinite(x) else "n/a"
 
 
-def _pval(x: float) -> str:
-    if not math.isfinite(x):
-        return "n/a"
-    return "<0.0001" if x < 1e-4 else f"{x:.4f}"
 
 
 def _num(x: float | None) -> str:
