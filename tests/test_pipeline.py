@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +89,86 @@ def test_bad_config_creates_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: config.yaml: policy.budgt: unknown key")
     assert not (tmp_path / "mlruns").exists()
+
+
+def run_status(tmp_path: Path) -> tuple[list[str], list]:
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("pipeline-test")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    return [r.info.status for r in runs], client.search_registered_models()
+
+
+@pytest.mark.parametrize(("error", "code", "status"), [
+    (RuntimeError("boom"), 1, "FAILED"),
+    (KeyboardInterrupt(), 130, "KILLED"),
+])
+def test_failure_while_fitting_ends_the_run_and_registers_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException, code: int,
+    status: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_config(tmp_path)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr("uplift.pipeline.train_models", fail)
+    result = CliRunner().invoke(cli, ["run", "config.yaml"])
+    assert result.exit_code == code, result.output
+    statuses, models = run_status(tmp_path)
+    assert statuses == [status]
+    assert models == []
+
+
+def start_run_process(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "uplift", "run", "config.yaml", *extra],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={k: v for k, v in os.environ.items()
+                                 if k != "MLFLOW_TRACKING_URI"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_fitting_leaves_no_running_run(tmp_path: Path, sig: int) -> None:
+    write_config(tmp_path, data={"simulate": {"customers": 30000, "seed": 8},
+                                 "value": "monthly_revenue"},
+                 model={"learners": ["s", "x", "uplift_forest"], "seed": 2})
+    proc = start_run_process(tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (tmp_path / "mlruns" / "mlflow.db").exists():
+                statuses, _ = run_status(tmp_path)
+                if statuses == ["RUNNING"]:
+                    break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(1.0)  # inside fitting
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    statuses, models = run_status(tmp_path)
+    assert statuses in (["KILLED"], ["FAILED"])
+    assert models == []
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_both_finish_with_distinct_versions(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    first = start_run_process(tmp_path)
+    second = start_run_process(tmp_path, "--period", "2026-11")
+    outputs = [p.communicate(timeout=600) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("pipeline-test")
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string="tags.period != ''")
+    parents = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]
+    assert sorted(r.info.status for r in parents) == ["FINISHED", "FINISHED"]
+    versions = client.search_model_versions("name = 'pipeline-model'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert {v.run_id for v in versions} == {r.info.run_id for r in parents}

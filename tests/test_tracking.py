@@ -23,12 +23,13 @@ def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     with_uri = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
         update={"uri": "sqlite:///from-config.db"})})
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri(None, cfg) == DEFAULT_TRACKING_URI
-    assert resolve_tracking_uri(None, with_uri) == "sqlite:///from-config.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
-    assert resolve_tracking_uri(None, with_uri) == "sqlite:///from-env.db"
-    assert resolve_tracking_uri("sqlite:///from-option.db", with_uri) == (
-        "sqlite:///from-option.db")
+    here = Path.cwd()
+    assert resolve_tracking_uri(None, cfg) == f"sqlite:///{here / 'mlruns' / 'mlflow.db'}"
+    assert DEFAULT_TRACKING_URI == "sqlite:///mlruns/mlflow.db"
+    assert resolve_tracking_uri(None, with_uri) == f"sqlite:///{here / 'from-config.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////data/from-env.db")
+    assert resolve_tracking_uri(None, with_uri) == "sqlite:////data/from-env.db"
+    assert resolve_tracking_uri("http://127.0.0.1:5000", with_uri) == "http://127.0.0.1:5000"
 
 
 def test_spec_metric_names_for_two_arms() -> None:

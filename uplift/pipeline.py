@@ -80,7 +80,11 @@ def collect_metrics(rct: RctResult, training: TrainingResult,
 def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
                    period: str | None = None,
                    on_step: Callable[[str], None] | None = None) -> RunResult:
-    """The main job: validate, analyze, model, decide, compare, report, then log to MLflow.
+    """The main job: validate, then inside one MLflow run model, decide, compare, report, log.
+
+    Bad input is refused before anything touches the store. The run starts after
+    validation, so an error or an interrupt while fitting ends it FAILED or KILLED;
+    the model is registered only once the run has FINISHED.
 
     Args:
         config_path: The experiment config file.
@@ -96,7 +100,6 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
     from mlflow import MlflowClient
 
     from . import registry, tracking
-    from .report import write_report
 
     step = on_step or (lambda _: None)
     seconds: dict[str, float] = {}
@@ -105,75 +108,92 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
     cfg, dataset = prepare_run(config_path, period)
     step("Analyzing the randomized test")
     rct = analyze_dataset(dataset, cfg)
+    config_text = Path(config_path).read_text(encoding="utf-8")
     seconds["prepare"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    training = train_models(dataset, cfg, on_step=step)
-    seconds["models"] = time.perf_counter() - clock
 
     uri = tracking.resolve_tracking_uri(tracking_uri, cfg)
     tracking.prepare_store(uri)
     client = MlflowClient(uri)
     experiment_id = tracking.get_or_create_experiment(client, cfg.name, uri)
+    mlflow.set_tracking_uri(uri)
     baseline_period = cfg.resolved_baseline_period()
-    baseline, baseline_source = tracking.find_baseline(client, experiment_id, baseline_period,
-                                                       cfg)
-    metrics = collect_metrics(rct, training, baseline)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        clock = time.perf_counter()
-        step("Writing the report")
-        report_dir = Path(tmp) / "report"
-        write_report(report_dir, cfg=cfg, dataset=dataset, rct=rct, training=training,
-                     baseline_churn_rate=baseline, baseline_source=baseline_source)
-        seconds["report"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        step("Logging to MLflow")
-        mlflow.set_tracking_uri(uri)
-        config_text = Path(config_path).read_text(encoding="utf-8")
-        tags = {"period": cfg.period, "baseline_period": baseline_period or "",
-                "config_sha256": cfg.sha256 or "", "data_sha256": dataset.sha256,
-                "uplift_version": __version__, "selected_learner": training.selected}
-        with mlflow.start_run(experiment_id=experiment_id,
-                              run_name=f"{cfg.period} {training.selected}") as run:
-            mlflow.set_tags(tags)
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
+            experiment_id=experiment_id, run_name=cfg.period) as run:
+        try:
+            mlflow.set_tags({"period": cfg.period, "baseline_period": baseline_period or "",
+                             "config_sha256": cfg.sha256 or "", "data_sha256": dataset.sha256,
+                             "uplift_version": __version__})
             mlflow.log_params(tracking.flatten_params(cfg))
-            spec_names = tracking.spec_metric_names(cfg.arm_names)
-            mlflow.log_metrics(tracking.finite_metrics(
-                {k: v for k, v in metrics.items() if k in spec_names}))
-            mlflow.log_dict(tracking.finite_metrics(metrics), "metrics/all_metrics.json")
-            for cand in training.candidates:
-                with mlflow.start_run(experiment_id=experiment_id, run_name=cand.learner,
-                                      nested=True):
-                    mlflow.set_tags({"learner": cand.learner, "period": cfg.period,
-                                     "selected": str(cand.learner == training.selected),
-                                     **({"error": cand.error[:5000]} if cand.error else {}),
-                                     **({"members": "+".join(cand.members)}
-                                        if cand.members else {})})
-                    mlflow.log_metrics(tracking.finite_metrics(
-                        {**cand.metrics, "fit_seconds": cand.fit_seconds}))
-                    if cand.deciles is not None:
-                        mlflow.log_table(cand.deciles, "deciles.json")
-            mlflow.log_text(config_text, "config/experiment.yaml")
-            mlflow.log_artifacts(str(report_dir), "report")
-            log_start = time.perf_counter()
-            info = registry.log_model(training.model, cfg, dataset.frame.head(5), config_text)
-            seconds["log_model"] = time.perf_counter() - log_start
-        register_start = time.perf_counter()
-        version = registry.register(client, info.model_uri, cfg.tracking.registered_model,
-                                    run.info.run_id)
-        seconds["register"] = time.perf_counter() - register_start
-        seconds["tracking"] = time.perf_counter() - clock
+            outcome = _fit_and_log(cfg, dataset, rct, client, experiment_id, baseline_period,
+                                   config_text, Path(tmp), step, seconds)
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            raise
+    training, metrics, baseline_source, info, report_dir = outcome
 
-        target = Path("reports") / cfg.period
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(report_dir, target)
-
+    register_start = time.perf_counter()
+    version = registry.register(client, info.model_uri, cfg.tracking.registered_model,
+                                run.info.run_id)
+    seconds["register"] = time.perf_counter() - register_start
     return RunResult(
         run_id=run.info.run_id, experiment_id=experiment_id, tracking_uri=uri,
         period=cfg.period, selected_learner=training.selected,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
-        report_path=target / "report.html", baseline_source=baseline_source, seconds=seconds,
+        report_path=report_dir / "report.html", baseline_source=baseline_source,
+        seconds=seconds,
     )
+
+
+def _fit_and_log(cfg: ExperimentConfig, dataset: Dataset, rct: RctResult, client: object,
+                 experiment_id: str, baseline_period: str | None, config_text: str,
+                 tmp: Path, step: Callable[[str], None], seconds: dict[str, float]) -> tuple:
+    """Everything inside the active run: models, baseline, report, metrics, artifacts, model."""
+    import mlflow
+
+    from . import registry, tracking
+    from .report import write_report
+
+    clock = time.perf_counter()
+    training = train_models(dataset, cfg, on_step=step)
+    seconds["models"] = time.perf_counter() - clock
+    mlflow.set_tag("selected_learner", training.selected)
+    baseline, baseline_source = tracking.find_baseline(client, experiment_id, baseline_period,
+                                                       cfg)
+    metrics = collect_metrics(rct, training, baseline)
+
+    clock = time.perf_counter()
+    step("Writing the report")
+    report_dir = tmp / "report"
+    write_report(report_dir, cfg=cfg, dataset=dataset, rct=rct, training=training,
+                 baseline_churn_rate=baseline, baseline_source=baseline_source,
+                 run_id=mlflow.active_run().info.run_id)
+    seconds["report"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    step("Logging to MLflow")
+    spec_names = tracking.spec_metric_names(cfg.arm_names)
+    mlflow.log_metrics(tracking.finite_metrics(
+        {k: v for k, v in metrics.items() if k in spec_names}))
+    mlflow.log_dict(tracking.finite_metrics(metrics), "metrics/all_metrics.json")
+    for cand in training.candidates:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=cand.learner, nested=True):
+            mlflow.set_tags({"learner": cand.learner, "period": cfg.period,
+                             "selected": str(cand.learner == training.selected),
+                             **({"error": cand.error[:5000]} if cand.error else {}),
+                             **({"members": "+".join(cand.members)} if cand.members else {})})
+            mlflow.log_metrics(tracking.finite_metrics(
+                {**cand.metrics, "fit_seconds": cand.fit_seconds}))
+            if cand.deciles is not None:
+                mlflow.log_table(cand.deciles, "deciles.json")
+    mlflow.log_text(config_text, "config/experiment.yaml")
+    mlflow.log_artifacts(str(report_dir), "report")
+    log_start = time.perf_counter()
+    info = registry.log_model(training.model, cfg, dataset.frame.head(5), config_text)
+    seconds["log_model"] = time.perf_counter() - log_start
+    seconds["tracking"] = time.perf_counter() - clock
+
+    target = Path("reports") / str(cfg.period)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(report_dir, target)
+    return training, metrics, baseline_source, info, target

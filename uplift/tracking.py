@@ -70,17 +70,33 @@ def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 def resolve_tracking_uri(option: str | None, cfg: ExperimentConfig | None = None) -> str:
-    """``--tracking-uri`` > env ``MLFLOW_TRACKING_URI`` > ``tracking.uri`` > the default."""
+    """``--tracking-uri`` > env ``MLFLOW_TRACKING_URI`` > ``tracking.uri`` > the default.
+
+    A relative sqlite path is made absolute against the working directory: MLflow
+    caches stores by URI, so a relative one would follow the first directory used.
+    """
     for candidate in (option, os.environ.get("MLFLOW_TRACKING_URI"),
-                      cfg.tracking.uri if cfg is not None else None):
+                      cfg.tracking.uri if cfg is not None else None, DEFAULT_TRACKING_URI):
         if candidate:
-            return candidate
-    return DEFAULT_TRACKING_URI
+            return _absolute_sqlite(candidate)
+    return _absolute_sqlite(DEFAULT_TRACKING_URI)
+
+
+def _absolute_sqlite(uri: str) -> str:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).expanduser().resolve())
+    return uri
+
+
+def is_default_store(uri: str) -> bool:
+    """True for the default store of the working directory."""
+    return uri == _absolute_sqlite(DEFAULT_TRACKING_URI)
 
 
 def artifact_root(uri: str) -> str | None:
     """Where a new experiment keeps artifacts: ``mlruns/`` beside the default store."""
-    if uri == DEFAULT_TRACKING_URI:
+    if is_default_store(uri):
         return Path(DEFAULT_ARTIFACT_ROOT).resolve().as_uri()
     return None
 
