@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from uplift.cli import cli
 from uplift.models import UpliftModel
-from uplift.tracking import TAGS, spec_metric_names
+from uplift.tracking import TAGS, open_client, spec_metric_names
 
 FAST = {"n_estimators": 40}
 
@@ -92,7 +92,7 @@ def test_bad_config_creates_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def run_status(tmp_path: Path) -> tuple[list[str], list]:
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("pipeline-test")
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
     return [r.info.status for r in runs], client.search_registered_models()
@@ -163,7 +163,7 @@ def test_two_concurrent_runs_both_finish_with_distinct_versions(tmp_path: Path) 
     second = start_run_process(tmp_path, "--period", "2026-11")
     outputs = [p.communicate(timeout=600) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outputs
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("pipeline-test")
     runs = client.search_runs([experiment.experiment_id],
                               filter_string="tags.period != ''")

@@ -409,10 +409,8 @@ def run(config: str, tracking_uri: str | None, period: str | None) -> None:
 def compare(experiment: str | None, config_path: str | None, tracking_uri: str | None,
             fmt: str) -> None:
     """One row per period: churn, the policy's churn reduction with CI, delta vs before."""
-    from mlflow import MlflowClient
-
     from .config import load_config
-    from .tracking import compare_rows, resolve_tracking_uri
+    from .tracking import compare_rows, open_client, resolve_tracking_uri
 
     _quiet_mlflow()
     cfg = load_config(config_path) if config_path else None
@@ -420,7 +418,7 @@ def compare(experiment: str | None, config_path: str | None, tracking_uri: str |
     if name is None:
         raise ArgumentError(Problem(None, "--experiment", "give --experiment or --config"))
     uri = resolve_tracking_uri(tracking_uri, cfg)
-    client = MlflowClient(uri)
+    client = open_client(uri)
     found = client.get_experiment_by_name(name)
     if found is None:
         raise ArgumentError(Problem(None, "--experiment", f"no experiment {name!r} in {uri}"))
@@ -473,18 +471,16 @@ def _frame_markdown(frame: Any) -> str:
 def promote(version: str | None, run_id: str | None, config_path: str | None,
             tracking_uri: str | None) -> None:
     """Point the registry alias 'champion' at a model version (default: the candidate)."""
-    from mlflow import MlflowClient
-
     from .config import load_config
     from .registry import promote as promote_version
-    from .tracking import resolve_tracking_uri
+    from .tracking import open_client, resolve_tracking_uri
 
     if version is not None and run_id is not None:
         raise ArgumentError(Problem(None, "--version", "give --version or --run, not both"))
     _quiet_mlflow()
     cfg = load_config(config_path) if config_path else None
     name = cfg.tracking.registered_model if cfg else "retention-uplift"
-    client = MlflowClient(resolve_tracking_uri(tracking_uri, cfg))
+    client = open_client(resolve_tracking_uri(tracking_uri, cfg))
     promoted = promote_version(client, name, version=version, run_id=run_id)
     _say(f"{name} version {promoted} is now 'champion'")
 

@@ -97,7 +97,6 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         The finished run's ids, metrics, model version and report path.
     """
     import mlflow
-    from mlflow import MlflowClient
 
     from . import registry, tracking
 
@@ -112,8 +111,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
     seconds["prepare"] = time.perf_counter() - clock
 
     uri = tracking.resolve_tracking_uri(tracking_uri, cfg)
-    tracking.prepare_store(uri)
-    client = MlflowClient(uri)
+    client = tracking.open_client(uri)
     experiment_id = tracking.get_or_create_experiment(client, cfg.name, uri)
     mlflow.set_tracking_uri(uri)
     baseline_period = cfg.resolved_baseline_period()

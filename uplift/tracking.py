@@ -108,6 +108,33 @@ def prepare_store(uri: str) -> None:
         Path(uri[len(prefix):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def open_client(uri: str) -> Any:
+    """An MlflowClient on ``uri`` whose store is created and migrated, one process at a time.
+
+    Two runs started at once on a new sqlite store would otherwise both run MLflow's
+    schema migrations and one would fail; a lock file beside the database serializes
+    that first use.
+    """
+    from mlflow import MlflowClient
+
+    prepare_store(uri)
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return MlflowClient(uri)
+    import fcntl
+
+    lock_path = Path(uri[len(prefix):]).expanduser().with_suffix(".lock")
+    with open(lock_path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
+
+
 def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
     """The id of experiment ``name``, created (with the default artifact root) if missing."""
     found = client.get_experiment_by_name(name)
