@@ -247,3 +247,22 @@ def test_promote_points_champion_at_a_version(registered: Registered) -> None:
     with pytest.raises(ModelNotFoundError, match=r"'no-such-model' has no 'candidate' version"):
         registry.promote(client, "no-such-model")
     assert champion() == first  # failed promotions leave the alias alone
+
+
+def test_register_uses_the_clients_store_not_the_global_one(
+    registered: Registered, tmp_path: Path
+) -> None:
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/elsewhere.db")
+    try:
+        version = registry.register(registered.client, registered.model_uri,
+                                    "registry-elsewhere", registered.run_id)
+        assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path}/elsewhere.db"
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert version == "1"
+    assert not (tmp_path / "elsewhere.db").exists()
+    alias = registered.client.get_model_version_by_alias("registry-elsewhere", "candidate")
+    assert alias.run_id == registered.run_id

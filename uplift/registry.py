@@ -91,10 +91,19 @@ def log_model(model: RetentionModel, cfg: ExperimentConfig, example: pd.DataFram
 def register(client: Any, model_uri: str, name: str, run_id: str,
              alias: str = CANDIDATE) -> str:
     """Register ``model_uri`` under ``name`` and point ``alias`` at the new version."""
+    import mlflow
+
     # It may exist already, or have just been created by a concurrent run.
     with contextlib.suppress(Exception):
         client.create_registered_model(name)
-    version = client.create_model_version(name, model_uri, run_id=run_id)
+    # MLflow resolves a logged model's ``models:/m-...`` source through the global
+    # store, so point it at the client's store for the registration.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        version = client.create_model_version(name, model_uri, run_id=run_id)
+    finally:
+        mlflow.set_tracking_uri(previous)
     client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
 
