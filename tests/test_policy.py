@@ -378,6 +378,26 @@ def test_medium_instance_matches_a_direct_milp(seed: int) -> None:
     assert result.optimal
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lagrangian_only_is_feasible_near_optimal_and_bounded(seed: int) -> None:
+    net, cost, eligible = realistic(2000, seed)
+    free = assign_offers(net, cost, eligible=eligible)
+    budget = round(0.3 * free.total_cost, 2)
+    capacity = [None, int(free.counts[1] // 2), int(free.counts[2] // 2)]
+    ref = reference_milp(net, cost, eligible, budget, capacity)
+    assert ref.status == 0
+    best = -ref.fun
+    quick = assign_offers(net, cost, eligible=eligible, budget=budget, capacity=capacity,
+                          exact=False)
+    check_feasible(quick, {"score": net, "cost": cost, "eligible": eligible, "budget": budget,
+                           "capacity": capacity, "min_score": 0.0})
+    assert quick.objective <= best * (1 + 1e-12)
+    assert quick.upper_bound >= best * (1 - 1e-9)
+    # Within a few customers' worth of the optimum: less than the largest single net value.
+    assert best - quick.objective <= net.max()
+    assert quick.objective >= 0.99 * best
+
+
 @pytest.mark.slow
 def test_large_instance_respects_limits_with_a_tiny_gap() -> None:
     net, cost, eligible = realistic(20_000, 3)

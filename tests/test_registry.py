@@ -109,7 +109,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Registered:
             "registry-test", artifact_location=(folder / "artifacts").as_uri())
         with global_store(uri):
             with mlflow.start_run(experiment_id=experiment_id) as run:
-                info = registry.log_model(model, cfg, dataset.frame.head(5),
+                info = registry.log_model(model, dataset,
                                           config_path.read_text(encoding="utf-8"))
             version = registry.register(client, info.model_uri, NAME, run.info.run_id)
 
@@ -141,6 +141,78 @@ def test_fresh_process_load_equals_in_process(registered: Registered) -> None:
     pd.testing.assert_frame_equal(loaded.reset_index(drop=True),
                                   registered.expected.reset_index(drop=True),
                                   check_exact=False, rtol=1e-12, atol=0.0)
+
+
+def test_loads_without_the_package_installed(registered: Registered) -> None:
+    """The model carries this package's code: a process that cannot import it still loads it."""
+    rows_path = registered.folder / "bare_rows.parquet"
+    out_path = registered.folder / "bare_predictions.parquet"
+    registered.rows.to_parquet(rows_path)
+    project = str(Path(__file__).resolve().parents[1])
+    script = (
+        "import sys\n"
+        # Drop the editable install's finder and the project folder from the search path.
+        "sys.meta_path = [f for f in sys.meta_path if '__editable__' not in repr(f)]\n"
+        f"sys.path = [p for p in sys.path if p not in ('', {project!r})]\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('uplift') is None, 'uplift is still importable'\n"
+        "import mlflow.pyfunc, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model('models:/{NAME}@candidate')\n"
+        "import uplift\n"
+        "print(uplift.__file__)\n"
+        "model.predict(pd.read_parquet(sys.argv[1])).to_parquet(sys.argv[2])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(rows_path), str(out_path)],
+                          env=registered.env(), cwd=registered.folder, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "code" in Path(done.stdout.strip()).parts
+    pd.testing.assert_frame_equal(pd.read_parquet(out_path),
+                                  registered.expected.reset_index(drop=True),
+                                  check_exact=False, rtol=1e-12, atol=0.0)
+
+
+def test_signature_accepts_missing_values_in_integer_columns(registered: Registered) -> None:
+    import mlflow.pyfunc
+
+    from uplift.tracking import use_store
+
+    with use_store(registered.uri):
+        model = mlflow.pyfunc.load_model(registered.model_uri)
+    rows = registered.rows.copy()
+    assert pd.api.types.is_integer_dtype(rows["tenure_months"])
+    rows["tenure_months"] = rows["tenure_months"].astype(float)
+    rows.loc[0, "tenure_months"] = float("nan")
+    inputs = {spec.name: spec.to_dict()["type"]
+              for spec in model.metadata.get_input_schema().inputs}
+    assert inputs["tenure_months"] == "any"
+    assert inputs["plan"] == "string"
+    assert inputs["nps"] == "double"
+    out = model.predict(rows)
+    assert out.notna().all().all()
+    expected = registered.expected
+    pd.testing.assert_frame_equal(out.iloc[1:].reset_index(drop=True),
+                                  expected.iloc[1:].reset_index(drop=True),
+                                  check_exact=False, rtol=1e-12, atol=0.0)
+
+
+def test_model_carries_config_and_training_profile(registered: Registered) -> None:
+    import mlflow.pyfunc
+
+    from uplift.tracking import use_store
+
+    with use_store(registered.uri):
+        model = mlflow.pyfunc.load_model(registered.model_uri)
+    python_model = model.unwrap_python_model()
+    assert python_model.config["name"] == "registry-test"
+    profile = python_model.profile
+    assert list(profile) == python_model.model.features
+    tenure = profile["tenure_months"]
+    assert tenure["kind"] == "numeric"
+    assert tenure["rows"] == 4000
+    assert abs(sum(tenure["shares"]) - 1) < 1e-12
+    assert profile["plan"]["kind"] == "categorical"
+    assert set(profile["plan"]["categories"]) == {"basic", "standard", "premium"}
 
 
 def free_port() -> int:

@@ -395,6 +395,10 @@ def run(config: str, tracking_uri: str | None, period: str | None) -> None:
             click.echo("Baseline churn: unknown (no run for the baseline period and no "
                        "baseline.churn_rate)")
         click.echo(f"Report: {result.report_path}")
+        t = result.seconds
+        click.echo(f"Time: {t['total']:.1f} s (model fits {t['fits']:.1f} s, report "
+                   f"{t['report']:.1f} s, MLflow logging {t['tracking']:.1f} s, registering "
+                   f"{t['register']:.2f} s)")
     click.echo(f"run_id: {result.run_id}")
 
 

@@ -16,6 +16,8 @@ Choices made here, and why:
 from __future__ import annotations
 
 import logging
+import os
+import time
 from typing import Any, Literal
 
 from sklearn.dummy import DummyClassifier
@@ -51,6 +53,38 @@ _FOREST = {"n_estimators": 50, "max_depth": 6, "min_samples_leaf": 200,
            "max_features": 10}
 _TREE = {"max_depth": 5, "min_samples_leaf": 400, "min_samples_treatment": 100,
          "n_reg": 100, "evaluationFunction": "KL"}
+
+
+def fit_threads(window: float = 0.2) -> int:
+    """Threads for each base model: this process's cores minus those other processes keep busy.
+
+    LightGBM's threads spin while they wait for each other, so two of them on a core
+    another process is using can make a fit many times slower than one thread would
+    be. Busy cores are measured from ``/proc/stat`` over ``window`` seconds (this
+    process sleeps meanwhile); elsewhere every core counts as free. The thread count
+    does not change the fitted models.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    if cores == 1:
+        return 1
+
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [float(x) for x in handle.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return cores
+    machine = os.cpu_count() or cores
+    elapsed = total1 - total0
+    busy = 0.0 if elapsed <= 0 else machine * (1.0 - (idle1 - idle0) / elapsed)
+    return max(1, min(cores, round(cores - busy)))
 
 
 def base_classifier(base: BaseName, seed: int, n_jobs: int = 1, **params: Any) -> Any:

@@ -133,6 +133,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
     version = registry.register(client, info.model_uri, cfg.tracking.registered_model,
                                 run.info.run_id)
     seconds["register"] = time.perf_counter() - register_start
+    seconds["total"] = time.perf_counter() - clock
     return RunResult(
         run_id=run.info.run_id, experiment_id=experiment_id, tracking_uri=uri,
         period=cfg.period, selected_learner=training.selected,
@@ -154,6 +155,7 @@ def _fit_and_log(cfg: ExperimentConfig, dataset: Dataset, rct: RctResult, client
     clock = time.perf_counter()
     training = train_models(dataset, cfg, on_step=step)
     seconds["models"] = time.perf_counter() - clock
+    seconds["fits"] = sum(training.fit_seconds.values())
     mlflow.set_tag("selected_learner", training.selected)
     baseline, baseline_source = tracking.find_baseline(client, experiment_id, baseline_period,
                                                        cfg)
@@ -186,9 +188,10 @@ def _fit_and_log(cfg: ExperimentConfig, dataset: Dataset, rct: RctResult, client
     mlflow.log_text(config_text, "config/experiment.yaml")
     mlflow.log_artifacts(str(report_dir), "report")
     log_start = time.perf_counter()
-    info = registry.log_model(training.model, cfg, dataset.frame.head(5), config_text)
+    info = registry.log_model(training.model, dataset, config_text)
     seconds["log_model"] = time.perf_counter() - log_start
     seconds["tracking"] = time.perf_counter() - clock
+    mlflow.log_dict({**seconds, "fit_seconds": training.fit_seconds}, "timings.json")
 
     target = Path("reports") / str(cfg.period)
     if target.exists():

@@ -31,6 +31,7 @@ __all__ = [
     "PolicyResult",
     "assign_offers",
     "budget_curve",
+    "policy_scores",
     "build_policy",
     "eligibility",
     "net_values",
@@ -324,6 +325,21 @@ class PolicyResult:
         return "\n".join(lines) + "\n"
 
 
+def policy_scores(net: np.ndarray, uplift: np.ndarray, cfg: ExperimentConfig
+                  ) -> tuple[np.ndarray, float]:
+    """What the optimizer maximises per customer and offer, and the score an offer must beat.
+
+    ``net_value``: the net value, above ``min_net_value``; a negative ``min_net_value``
+    is a loss accepted per offer, so each offer made earns that much. ``churn_reduction``:
+    the predicted uplift, above zero.
+    """
+    if cfg.policy.objective == "churn_reduction":
+        return uplift, 0.0
+    if cfg.policy.min_net_value < 0:
+        return net - cfg.policy.min_net_value, 0.0
+    return net, cfg.policy.min_net_value
+
+
 def build_policy(
     p_control: np.ndarray,
     p_arms: np.ndarray,
@@ -334,6 +350,7 @@ def build_policy(
     budget: float | None = _DEFAULT,
     capacity: Mapping[str, int] | None = _DEFAULT,
     time_limit: float = 60.0,
+    exact: bool = True,
 ) -> PolicyResult:
     """Recommend an offer (or none) per customer under the config's objective and limits.
 
@@ -353,6 +370,8 @@ def build_policy(
         budget: Cap on total expected cost; default ``cfg.policy.budget``, None for none.
         capacity: Customers per offer name; default ``cfg.policy.capacity``, None for none.
         time_limit: Seconds the exact optimizer may spend on its MILP step.
+        exact: False stops at the Lagrangian assignment (feasible, near-optimal, fast);
+            see :func:`~uplift.optimize.assign_offers`.
 
     Returns:
         The recommended groups with their net value, uplift and cost.
@@ -375,15 +394,9 @@ def build_policy(
             raise ValueError(f"capacity of {name!r} must be a whole number >= 0, got {cap!r}")
     caps = [capacity.get(name) for name in names]
 
-    if cfg.policy.objective == "churn_reduction":
-        score, min_score = uplift, 0.0
-    elif cfg.policy.min_net_value < 0:
-        # Offers losing up to |min_net_value| are wanted: each offer made earns that much.
-        score, min_score = net - cfg.policy.min_net_value, 0.0
-    else:
-        score, min_score = net, cfg.policy.min_net_value
+    score, min_score = policy_scores(net, uplift, cfg)
     assignment = assign_offers(score, cost, eligible=allowed, budget=budget, capacity=caps,
-                               min_score=min_score, time_limit=time_limit)
+                               min_score=min_score, time_limit=time_limit, exact=exact)
 
     choice = assignment.choice
     rows = np.flatnonzero(choice >= 0)
@@ -412,11 +425,13 @@ def budget_curve(
     budgets: Sequence[float] | np.ndarray,
     *,
     capacity: Mapping[str, int] | None = _DEFAULT,
+    exact: bool = True,
 ) -> pd.DataFrame:
     """The optimal policy's economics at each of several budgets.
 
     Calls :func:`build_policy` once per budget with the config's objective, so each
-    row is the best policy that spends at most that budget.
+    row is the best policy that spends at most that budget (with ``exact=False``,
+    the Lagrangian one: feasible and within a few customers' worth of the best).
 
     Args:
         p_control: (n,) P(churn | no offer).
@@ -426,6 +441,7 @@ def budget_curve(
         cfg: The experiment config (arms, costs, horizon, policy).
         budgets: Caps on total expected cost, each >= 0.
         capacity: Customers per offer name; default ``cfg.policy.capacity``, None for none.
+        exact: Passed to :func:`build_policy`.
 
     Returns:
         One row per budget, in the given order: ``budget``, ``cost`` (expected total),
@@ -437,7 +453,7 @@ def budget_curve(
         if not math.isfinite(budget) or budget < 0:
             raise ValueError(f"budgets must be finite numbers >= 0, got {budget!r}")
         policy = build_policy(p_control, p_arms, value, frame, cfg, budget=float(budget),
-                              capacity=capacity)
+                              capacity=capacity, exact=exact)
         rows.append({
             "budget": float(budget),
             "cost": policy.total_cost,

@@ -8,21 +8,27 @@ explicitly, which saves MLflow seconds of inferring them.
 
 from __future__ import annotations
 
-import contextlib
+import json
+import re
+import shutil
 import tempfile
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .config import ExperimentConfig
+from .data import Dataset
+from .drift import profile_features
 from .errors import ModelNotFoundError, Problem
 from .training import RetentionModel
 
 MODEL_ARTIFACT = "model"
 CANDIDATE = "candidate"
 CHAMPION = "champion"
+PROFILE_ROWS = 200_000  # training rows summarized for the drift guard
+_PACKAGE = Path(__file__).resolve().parent
 _REQUIREMENTS = ("mlflow", "causalml", "lightgbm", "xgboost", "scikit-learn", "pandas",
                  "numpy", "scipy", "pyyaml", "pydantic", "statsmodels", "pyarrow")
 
@@ -39,7 +45,10 @@ def _pyfunc_class() -> type:
 
             self.model = joblib.load(context.artifacts["retention_model"])
             with open(context.artifacts["experiment_config"], encoding="utf-8") as handle:
-                self.config = yaml.safe_load(handle)
+                self.config_text = handle.read()
+            self.config = yaml.safe_load(self.config_text)
+            with open(context.artifacts["training_profile"], encoding="utf-8") as handle:
+                self.profile = json.load(handle)
 
         def predict(self, context: Any, model_input: pd.DataFrame,
                     params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -59,51 +68,104 @@ def requirements() -> list[str]:
     return pins
 
 
-def log_model(model: RetentionModel, cfg: ExperimentConfig, example: pd.DataFrame,
-              config_text: str) -> Any:
+class _UncheckedPyfunc:
+    """``mlflow.pyfunc`` for ``Model.log``, minus ``validate_serving_input`` (read by ``log``)."""
+
+    @staticmethod
+    def save_model(**kwargs: Any) -> Any:
+        import mlflow.pyfunc
+
+        kwargs.pop("validate_serving_input", None)
+        return mlflow.pyfunc.save_model(**kwargs)
+
+
+def input_schema(frame: pd.DataFrame, features: list[str]) -> Any:
+    """The pyfunc's input schema from the training columns' types.
+
+    Real numbers are ``double``, text and categories ``string``, flags ``boolean``.
+    Integer columns accept any number: MLflow refuses int64 for ``double`` and NaN
+    for ``long``, and a batch of raw rows may bring either.
+    """
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import AnyType
+
+    def dtype(name: str) -> Any:
+        kind = frame[name].dtype
+        if pd.api.types.is_bool_dtype(kind):
+            return DataType.boolean
+        if pd.api.types.is_integer_dtype(kind):
+            return AnyType()
+        if pd.api.types.is_numeric_dtype(kind):
+            return DataType.double
+        return DataType.string
+
+    return Schema([ColSpec(dtype(name), name) for name in features])
+
+
+def _output_schema(model: RetentionModel) -> Any:
+    from mlflow.types import ColSpec, DataType, Schema
+
+    return Schema([ColSpec(DataType.double, name) for name in
+                   ["churn_risk", *(f"uplift_{arm}" for arm in model.arms)]])
+
+
+def log_model(model: RetentionModel, dataset: Dataset, config_text: str) -> Any:
     """Log ``model`` as the active run's pyfunc ``model/`` with signature and input example.
+
+    The model carries its experiment config, a profile of the training features (for
+    the export's drift guard) and this package's code, so it loads wherever its pip
+    requirements are installed. MLflow's own check of the input example (loading the
+    model again to predict it) is skipped: it costs seconds, and loading in a fresh
+    process and serving are tested.
 
     Args:
         model: The fitted model.
-        cfg: Its experiment config (arms, for the output schema).
-        example: A few raw customer rows (the input example).
+        dataset: The rows it was trained on (schema, input example, drift profile).
         config_text: The experiment config file's text, stored with the model.
     """
     import joblib
-    import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, ModelSignature
 
+    frame = dataset.frame
+    features = frame[model.features]
+    sample = frame if len(frame) <= PROFILE_ROWS else frame.sample(PROFILE_ROWS,
+                                                                   random_state=0)
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = Path(tmp) / "retention_model.joblib"
-        config_path = Path(tmp) / "experiment.yaml"
-        joblib.dump(model, model_path)
-        config_path.write_text(config_text, encoding="utf-8")
-        features = example[model.features]
-        signature = infer_signature(features, model.predict(features))
-        return mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT, python_model=_pyfunc_class()(),
-            artifacts={"retention_model": str(model_path),
-                       "experiment_config": str(config_path)},
-            pip_requirements=requirements(), signature=signature, input_example=features,
+        folder = Path(tmp)
+        joblib.dump(model, folder / "retention_model.joblib")
+        (folder / "experiment.yaml").write_text(config_text, encoding="utf-8")
+        profile = profile_features(sample, model.features, dataset.categorical)
+        (folder / "training_profile.json").write_text(json.dumps(profile), encoding="utf-8")
+        code = folder / "code" / _PACKAGE.name
+        shutil.copytree(_PACKAGE, code, ignore=shutil.ignore_patterns("__pycache__"))
+        signature = ModelSignature(
+            inputs=input_schema(frame, model.features),
+            outputs=_output_schema(model))
+        return Model.log(
+            artifact_path=None, name=MODEL_ARTIFACT, flavor=_UncheckedPyfunc,
+            flavor_name="mlflow.pyfunc", python_model=_pyfunc_class()(),
+            artifacts={"retention_model": str(folder / "retention_model.joblib"),
+                       "experiment_config": str(folder / "experiment.yaml"),
+                       "training_profile": str(folder / "training_profile.json")},
+            code_paths=[str(code)], pip_requirements=requirements(), signature=signature,
+            input_example=features.head(5), validate_serving_input=False,
         )
 
 
 def register(client: Any, model_uri: str, name: str, run_id: str,
              alias: str = CANDIDATE) -> str:
     """Register ``model_uri`` under ``name`` and point ``alias`` at the new version."""
-    import mlflow
+    from mlflow.exceptions import MlflowException
 
-    # It may exist already, or have just been created by a concurrent run.
-    with contextlib.suppress(Exception):
-        client.create_registered_model(name)
-    # MLflow resolves a logged model's ``models:/m-...`` source through the global
-    # store, so point it at the client's store for the registration.
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(client.tracking_uri)
+    from .tracking import use_store
+
     try:
+        client.create_registered_model(name)
+    except MlflowException as exc:  # it exists, perhaps just created by a concurrent run
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    with use_store(client.tracking_uri):
         version = client.create_model_version(name, model_uri, run_id=run_id)
-    finally:
-        mlflow.set_tracking_uri(previous)
     client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
 
@@ -112,7 +174,10 @@ def promote(client: Any, name: str, *, version: str | None = None,
             run_id: str | None = None) -> str:
     """Point ``champion`` at a version (given, or the one from ``run_id``, else the candidate)."""
     if version is None and run_id is not None:
-        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        if not re.fullmatch(r"[0-9A-Za-z_-]+", run_id):
+            raise ModelNotFoundError(Problem(None, "--run", f"{run_id!r} is not a run id"))
+        found = [v for v in client.search_model_versions(f"run_id = '{run_id}'")
+                 if v.name == name]
         if not found:
             raise ModelNotFoundError(Problem(None, "--run",
                                              f"no version of {name!r} comes from run {run_id}"))
@@ -131,3 +196,75 @@ def promote(client: Any, name: str, *, version: str | None = None,
                                          f"{name!r} has no version {version}")) from None
     client.set_registered_model_alias(name, CHAMPION, version)
     return version
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered uplift model as the export needs it."""
+
+    model: RetentionModel
+    config_text: str
+    profile: dict[str, Any]
+    input_types: dict[str, str]
+    uri: str
+    name: str | None
+    version: str | None
+    run_id: str | None
+
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def load_model(model_uri: str | None, name: str, tracking_uri: str) -> LoadedModel:
+    """Load a registered (or logged) uplift pyfunc with its config and training profile.
+
+    Args:
+        model_uri: ``models:/name@alias``, ``models:/name/N``, ``runs:/<id>/model`` or any
+            MLflow model URI; None means ``models:/<name>@champion``.
+        name: The registered model name used when ``model_uri`` is None.
+        tracking_uri: The store that holds the model.
+
+    Raises:
+        ModelNotFoundError: no champion yet, an unknown URI, or not an uplift model.
+    """
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+
+    from .tracking import use_store
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    version = run_id = None
+    uri = model_uri or f"models:/{name}@{CHAMPION}"
+    match = _MODELS_URI.match(uri)
+    if match:
+        registered = match["name"]
+        try:
+            found = (client.get_model_version_by_alias(registered, match["alias"])
+                     if match["alias"] else client.get_model_version(registered,
+                                                                     match["version"]))
+        except Exception:  # noqa: BLE001 - mlflow's own error types for a missing model
+            if model_uri is None:
+                raise ModelNotFoundError(Problem(
+                    None, "--model", f"{registered!r} has no '{CHAMPION}' version yet in "
+                    f"{tracking_uri}; choose one with `uplift promote`")) from None
+            raise ModelNotFoundError(Problem(None, "--model",
+                                             f"no model {uri} in {tracking_uri}")) from None
+        version, run_id, name = str(found.version), found.run_id, registered
+    elif uri.startswith("runs:/"):
+        run_id, name = uri.split("/")[1], None
+    try:
+        with use_store(tracking_uri):
+            loaded = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelNotFoundError(Problem(None, "--model", f"cannot load {uri}: {first}")
+                                 ) from None
+    python_model = loaded.unwrap_python_model()
+    if not all(hasattr(python_model, key) for key in ("model", "config_text", "profile")):
+        raise ModelNotFoundError(Problem(None, "--model", f"{uri} is not an uplift model "
+                                         "logged by uplift run"))
+    schema = loaded.metadata.get_input_schema()
+    types = {spec.name: str(spec.to_dict()["type"]) for spec in schema.inputs} if schema else {}
+    return LoadedModel(model=python_model.model, config_text=python_model.config_text,
+                       profile=python_model.profile, input_types=types, uri=uri, name=name,
+                       version=version, run_id=run_id)

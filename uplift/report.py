@@ -35,7 +35,7 @@ from .formatting import pp as _pp
 from .formatting import pval as _pval
 from .models import uplift_column
 from .policy import budget_curve, build_policy
-from .training import TrainingResult, customer_values
+from .training import TrainingResult, churn_probabilities, customer_values
 
 __all__ = ["BUDGET_POINTS", "SECTIONS", "write_report"]
 
@@ -514,7 +514,9 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
     chosen = next(c for c in training.candidates if c.learner == selected)
     idx = np.asarray(training.holdout_index)
     rows = dataset.frame.iloc[idx]
-    scores = model.predict(rows)
+    scores = training.holdout_scores
+    if scores is None or len(scores) != len(rows):
+        scores = model.predict(rows)
     treatment, churned = dataset.treatment[idx], np.asarray(dataset.churned)[idx]
     for arm, name in _file_names(arms).items():
         _plot_qini(arm, treatment, churned, scores[uplift_column(arm)].to_numpy(),
@@ -544,14 +546,15 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
         "predicted by the selected model.")))
 
     policy = training.holdout_policy
-    p_control, p_arms = model.predict_churn(rows)
+    p_control, p_arms = churn_probabilities(scores, arms)
     value = customer_values(dataset, cfg)[idx]
     capacity = dict(policy.capacity or {})
     full = build_policy(p_control, p_arms, value, rows, cfg, budget=None, capacity=capacity)
     budgets = list(np.linspace(0.0, full.total_cost, BUDGET_POINTS))
     if policy.budget is not None and policy.budget > full.total_cost:
         budgets.append(float(policy.budget))
-    curve = budget_curve(p_control, p_arms, value, rows, cfg, budgets, capacity=capacity)
+    curve = budget_curve(p_control, p_arms, value, rows, cfg, budgets, capacity=capacity,
+                         exact=False)
     _plot_budget(curve, policy.budget, (policy.total_cost, policy.total_net_value),
                  folder / "net_value_vs_budget.png")
     marked = ("; the dashed line is the config's budget scaled to the held-out share"

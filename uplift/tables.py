@@ -9,15 +9,17 @@ so a reader never sees a partial file.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
+_TEMP_SUFFIX = ".tmp"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -64,20 +66,41 @@ def read_table(
     return pd.read_csv(path, encoding="utf-8-sig", dtype=dtype, low_memory=False)
 
 
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files an interrupted write of ``path`` left beside it."""
+    target = Path(path)
+    removed = []
+    for leftover in target.parent.glob(f"{glob.escape(_temp_prefix(target))}*{_TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str],
+                before_replace: Callable[[], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync and rename it into place.
 
     On any exception the temporary file is removed and ``path`` is untouched.
+    ``before_replace`` runs after the fsync, just before the rename (e.g. to remove a
+    manifest that described the previous file).
     """
     target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX,
+                                    dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -7,9 +7,10 @@ scripts read them (SPEC section 4).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,27 @@ def prepare_store(uri: str) -> None:
     prefix = "sqlite:///"
     if uri.startswith(prefix):
         Path(uri[len(prefix):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def use_store(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking URI at ``uri`` for a while, then restore it exactly.
+
+    MLflow resolves ``models:/...`` URIs (loading, and a logged model's source when
+    registering) through the global URI, not through a client's. Setting it also sets
+    the ``MLFLOW_TRACKING_URI`` environment variable, which is put back as it was.
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def open_client(uri: str) -> Any:

@@ -22,6 +22,7 @@ from .config import ExperimentConfig
 from .data import Dataset
 from .errors import ConfigError, Problem
 from .evaluation import decile_table, split_holdout, uplift_scores
+from .learners import fit_threads
 from .models import (
     ChurnRiskModel,
     EnsembleUpliftModel,
@@ -67,11 +68,19 @@ class RetentionModel:
 
     def predict_churn(self, customers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """P(churn | no offer) (n,) and P(churn | offer) (n, k), clipped to (0, 1)."""
-        scores = self.predict(customers)
-        p_control = scores["churn_risk"].to_numpy()
-        uplift = scores[[uplift_column(a) for a in self.arms]].to_numpy()
-        p_arms = np.clip(p_control[:, None] - uplift, 1e-6, 1 - 1e-6)
-        return p_control, p_arms
+        return churn_probabilities(self.predict(customers), self.arms)
+
+
+def churn_probabilities(scores: pd.DataFrame, arms: Sequence[str]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """P(churn | no offer) (n,) and P(churn | offer) (n, k) from a model's predictions.
+
+    ``scores`` holds ``churn_risk`` and ``uplift_<arm>``; offer probabilities are
+    clipped to (0, 1).
+    """
+    p_control = scores["churn_risk"].to_numpy(dtype=float)
+    uplift = scores[[uplift_column(a) for a in arms]].to_numpy(dtype=float)
+    return p_control, np.clip(p_control[:, None] - uplift, 1e-6, 1 - 1e-6)
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,10 @@ class TrainingResult:
     policy_estimate: PolicyEstimate
     holdout_index: np.ndarray
     candidate_models: dict[str, RetentionModel] = field(default_factory=dict)
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each model fit: the churn-risk model, each candidate, the refits."""
+    holdout_scores: pd.DataFrame | None = None
+    """The selected candidate's ``churn_risk`` and ``uplift_<arm>`` on the held-out rows."""
 
     def to_frame(self) -> pd.DataFrame:
         """One row per candidate learner with its held-out metrics."""
@@ -191,12 +204,17 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     train, test = split_holdout(treatment, churned, model_cfg.test_size, seed_split)
     X_train, X_test = X.iloc[train], X.iloc[test]
 
+    threads = fit_threads()
+    fits: dict[str, float] = {}
     step("Fitting the churn-risk model")
-    risk = _risk_model(dataset, cfg, seed_risk).fit(X_train, treatment[train], churned[train])
-    p_control = risk.predict_proba(X_test)
+    start = time.perf_counter()
+    risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X_train, treatment[train],
+                                                              churned[train])
+    fits["churn_risk"] = time.perf_counter() - start
     # One outcome model augments every candidate's doubly robust estimate, so that
     # candidates differ only where their policies do.
     outcomes = {g: risk.predict_proba(X_test, g) for g in cfg.groups}
+    p_control = outcomes[cfg.control]
     budget, capacity = _scaled_limits(cfg, len(test) / dataset.n_rows)
 
     candidates: list[CandidateResult] = []
@@ -219,9 +237,10 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     for name, seed in learner_seeds.items():
         step(f"Fitting learner {name}")
         start = time.perf_counter()
-        model = _uplift_model(name, dataset, cfg, shares, seed)
+        model = _uplift_model(name, dataset, cfg, shares, seed, threads)
         try:
             model.fit(X_train, treatment[train], churned[train])
+            fits[name] = time.perf_counter() - start
             uplift = model.predict(X_test)
         except LearnerError as exc:
             candidates.append(CandidateResult(name, error=str(exc),
@@ -242,30 +261,42 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     chosen = next(c for c in candidates if c.learner == selected)
 
     step(f"Refitting {selected} on all rows")
-    refit = [_uplift_model(name, dataset, cfg, shares, learner_seeds[name]).fit(
+    start = time.perf_counter()
+    refit = [_uplift_model(name, dataset, cfg, shares, learner_seeds[name], threads).fit(
         X, treatment, churned) for name in (chosen.members or (selected,))]
     final_uplift = refit[0] if len(refit) == 1 else EnsembleUpliftModel(refit)
-    final_risk = _risk_model(dataset, cfg, seed_risk).fit(X, treatment, churned)
+    fits[f"refit_{selected}"] = time.perf_counter() - start
+    start = time.perf_counter()
+    final_risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X, treatment, churned)
+    fits["refit_churn_risk"] = time.perf_counter() - start
     trained = {name: RetentionModel(risk, model, features)
                for name, (model, _, _) in fitted.items()}
     return TrainingResult(
         model=RetentionModel(final_risk, final_uplift, features),
         selected=selected, select_by=model_cfg.select_by, candidates=tuple(candidates),
         holdout_policy=policy, policy_estimate=estimate, holdout_index=test,
-        candidate_models=trained,
+        candidate_models=trained, fit_seconds=fits,
+        holdout_scores=_with_risk(scored[selected], p_control),
     )
 
 
-def _risk_model(dataset: Dataset, cfg: ExperimentConfig, seed: int) -> ChurnRiskModel:
+def _with_risk(uplift: pd.DataFrame, p_control: np.ndarray) -> pd.DataFrame:
+    out = uplift.reset_index(drop=True).copy()
+    out.insert(0, "churn_risk", np.asarray(p_control, dtype=float))
+    return out
+
+
+def _risk_model(dataset: Dataset, cfg: ExperimentConfig, seed: int,
+                threads: int = 1) -> ChurnRiskModel:
     return ChurnRiskModel(base=cfg.model.base, control=cfg.control,
-                          categorical=list(dataset.categorical), seed=seed, n_jobs=2)
+                          categorical=list(dataset.categorical), seed=seed, n_jobs=threads)
 
 
 def _uplift_model(name: str, dataset: Dataset, cfg: ExperimentConfig,
-                  shares: Mapping[str, float], seed: int) -> UpliftModel:
+                  shares: Mapping[str, float], seed: int, threads: int = 1) -> UpliftModel:
     return UpliftModel(learner=name, base=cfg.model.base, control=cfg.control,
                        arms=cfg.arm_names, propensity=shares,
-                       categorical=list(dataset.categorical), seed=seed, n_jobs=2)
+                       categorical=list(dataset.categorical), seed=seed, n_jobs=threads)
 
 
 def _holdout_policy(uplift: pd.DataFrame, p_control: np.ndarray,

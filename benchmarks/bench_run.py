@@ -1,0 +1,93 @@
+"""Wall time of ``uplift run`` next to the summed fit time of its models, and the registry cost.
+
+For each size, the demo config on that many simulated customers runs as the real
+command (``python -m uplift run``, a fresh process, a fresh sqlite store) and its
+wall time is measured from outside. The fit seconds come from the run's own
+``timings.json`` artifact: every model fit of the run (the churn-risk model, each
+candidate learner on the training rows, the selected learner and the risk model
+refitted on all rows). "log model" is the pyfunc logging inside the run; "register"
+registers the same logged model once more, in this process, under a scratch name,
+which is the operation the run performs after it has finished. Goals: run <= 1.5x
+the fits, log model + register <= 1 s. Run by hand:
+
+    python benchmarks/bench_run.py [--customers 50000 200000] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "experiments" / "demo.yaml"
+
+
+def one_run(customers: int, folder: Path) -> dict[str, float]:
+    """Run the command once on a fresh store; return wall, fits, log and register seconds."""
+    from mlflow import MlflowClient
+
+    from uplift import registry, tracking
+
+    mapping = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    mapping["data"]["simulate"]["customers"] = customers
+    config = folder / "bench.yaml"
+    config.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "uplift", "--quiet", "run", str(config),
+                           "--tracking-uri", uri], cwd=folder, env=env, capture_output=True,
+                          text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"uplift run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    run_id = done.stdout.strip().splitlines()[-1].removeprefix("run_id: ")
+    client = MlflowClient(uri)
+    timings = json.loads(Path(client.download_artifacts(run_id, "timings.json",
+                                                        str(folder))).read_text())
+    version = client.search_model_versions(f"run_id = '{run_id}'")[0]
+    clock = time.perf_counter()
+    registry.register(tracking.open_client(uri), version.source, "bench-register", run_id)
+    register = time.perf_counter() - clock
+    return {"wall": wall, "fits": sum(timings["fit_seconds"].values()),
+            "log_model": timings["log_model"], "register": register,
+            "report": timings["report"], "models": timings["models"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, nargs="+", default=[50_000, 200_000])
+    parser.add_argument("--repeats", type=int, default=1)
+    opts = parser.parse_args()
+    # Warm the registry imports once, so the first measured registration is not an import.
+    import mlflow.pyfunc  # noqa: F401
+
+    header = (f"{'customers':>10} {'run s':>8} {'fits s':>8} {'run/fits':>9} "
+              f"{'models s':>9} {'report s':>9} {'log s':>7} {'register s':>11} {'log+reg':>8}")
+    print(header)
+    print("-" * len(header))
+    for customers in opts.customers:
+        results = []
+        for _ in range(opts.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(one_run(customers, Path(tmp)))
+        med = {key: statistics.median(r[key] for r in results) for key in results[0]}
+        ratio = statistics.median(r["wall"] / r["fits"] for r in results)
+        log_reg = statistics.median(r["log_model"] + r["register"] for r in results)
+        print(f"{customers:>10,} {med['wall']:>8.1f} {med['fits']:>8.1f} {ratio:>8.2f}x "
+              f"{med['models']:>9.1f} {med['report']:>9.1f} {med['log_model']:>7.2f} "
+              f"{med['register']:>11.3f} {log_reg:>8.2f}", flush=True)
+    print("\ngoals: run <= 1.5x fits; log model + register <= 1 s")
+
+
+if __name__ == "__main__":
+    main()

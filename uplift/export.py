@@ -1,0 +1,664 @@
+"""The recommendation export: score customers, hold some out, choose offers, rank, deliver.
+
+``export_recommendations`` reads the customers in chunks, scores each chunk with a
+registered model (pandas engine, or Spark with ``export_spark.py``), and spills the
+scores to a scratch file. Offers are then chosen once over the whole exported
+population: without a budget or capacity each customer's best offer (chunk by chunk),
+with one the optimal assignment of SPEC section 3 over every customer not held out.
+A second pass writes the file in input order to a temporary file beside the target,
+fsyncs it and renames it into place; the manifest follows the same way. A manifest
+left from an earlier export is removed just before the new file appears, so a manifest
+always describes the file beside it.
+
+Determinism: a customer's holdout is a keyed hash of their id (the key derives from
+the model's seed), their scores do not depend on the other rows, and ranks order
+customers by value with the id hash breaking ties. So a rerun gives the same file
+byte for byte, and shuffling the input changes no customer's holdout, offer or rank.
+
+Memory: one chunk of rows at a time, plus per customer the id hash, the holdout flag
+and a ranking key, and under a budget or capacity the score and cost of each offer
+(SPEC section 5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .config import ExperimentConfig, TrackingConfig, check_config, load_config
+from .drift import DRIFT_THRESHOLD, DriftMonitor, drifted
+from .errors import ArgumentError, ConfigError, DataError, Problem, UpliftWarning
+from .models import uplift_column
+from .optimize import assign_offers
+from .policy import eligibility, net_values, policy_scores
+from .tables import atomic_path, file_sha256, read_header, remove_stale_temps, table_format
+
+DEFAULT_CHUNK_SIZE = 200_000
+OUTPUT_BLOCK = 65_536  # rows per parquet row group, whatever the chunk size
+ENGINES = ("pandas", "spark")
+_HASH = "_hash"
+
+
+def net_column(arm: str) -> str:
+    """Scratch column of the offer's expected net value per customer."""
+    return f"_net_{arm}"
+
+
+def cost_column(arm: str) -> str:
+    """Scratch column of the offer's expected cost per customer."""
+    return f"_cost_{arm}"
+
+
+def eligible_column(arm: str) -> str:
+    """Scratch column: may the customer get the offer."""
+    return f"_ok_{arm}"
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """Everything a worker needs to score a chunk of customers (picklable, no mlflow)."""
+
+    model: Any
+    cfg: ExperimentConfig
+    input_types: dict[str, str]
+    holdout: float
+    hash_key: str
+    source: str
+
+    @property
+    def id_column(self) -> str:
+        """The customer id column (``data.id``)."""
+        return str(self.cfg.data.id)
+
+    @property
+    def value_column(self) -> str | None:
+        """The monthly revenue column (``data.value``), if any."""
+        return self.cfg.data.value
+
+    @property
+    def arms(self) -> list[str]:
+        """Offer names in config order."""
+        return self.cfg.arm_names
+
+    def needed_columns(self) -> list[str]:
+        """The input columns the export reads: id, features, value, eligibility filters."""
+        columns = [self.id_column, *self.model.features]
+        if self.value_column:
+            columns.append(self.value_column)
+        for arm in self.cfg.arms:
+            columns.extend(arm.eligible or {})
+        return list(dict.fromkeys(columns))
+
+    def score(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+        """Per customer: id, hash, holdout, churn risk, uplift, and per offer net/cost/eligible.
+
+        ``frame`` holds the needed columns as read (text from CSV, typed from parquet);
+        ``first_row`` is the position of its first row in the file (for error messages).
+        """
+        frame = canonical_frame(frame, self)
+        ids = frame[self.id_column]
+        blank = ids.isna() | ids.astype(str).str.strip().eq("")
+        if blank.any():
+            raise DataError(Problem(self.source, f"column {self.id_column!r}",
+                                    f"missing id (row {first_row + _first(blank) + 1})"))
+        hashes = id_hashes(ids, self.hash_key)
+        scores = self.model.predict(frame)
+        p_control = scores["churn_risk"].to_numpy(dtype=float)
+        uplift = scores[[uplift_column(a) for a in self.arms]].to_numpy(dtype=float)
+        p_arms = np.clip(p_control[:, None] - uplift, 1e-6, 1 - 1e-6)
+        if self.value_column:
+            value = frame[self.value_column].to_numpy(dtype=float)
+            bad = ~np.isfinite(value) | (value < 0)
+            if bad.any():
+                raise DataError(Problem(
+                    self.source, f"column {self.value_column!r}",
+                    f"missing or negative revenue (row {first_row + int(np.argmax(bad)) + 1})"))
+        else:
+            value = np.zeros(len(frame))
+        net, cost = net_values(p_control, p_arms, value, self.cfg.arms,
+                               self.cfg.value_horizon_months)
+        allowed = eligibility(frame, self.cfg.arms)
+        out = {self.id_column: ids.to_numpy(), _HASH: hashes,
+               "holdout": hashes < holdout_threshold(self.holdout), "churn_risk": p_control}
+        for a, arm in enumerate(self.arms):
+            out[uplift_column(arm)] = uplift[:, a]
+        for a, arm in enumerate(self.arms):
+            out[net_column(arm)] = net[:, a]
+            out[cost_column(arm)] = cost[:, a]
+            out[eligible_column(arm)] = allowed[:, a]
+        return pd.DataFrame(out)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the file and manifest went, and what the manifest says."""
+
+    path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    drifted: list[tuple[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _first(mask: pd.Series) -> int:
+    return int(np.argmax(mask.to_numpy()))
+
+
+def holdout_key(seed: int) -> str:
+    """The 16-character hash key of the holdout draw, derived from the model's seed."""
+    return hashlib.sha256(f"uplift-holdout:{seed}".encode()).hexdigest()[:16]
+
+
+def id_hashes(ids: pd.Series, key: str) -> np.ndarray:
+    """A keyed 64-bit hash (SipHash) of each id's text: the same id, the same hash, anywhere."""
+    text = ids.astype(str).to_numpy(dtype=object)
+    return pd.util.hash_array(text, hash_key=key, categorize=False)
+
+
+def holdout_threshold(share: float) -> np.uint64:
+    """Hashes below this value are held out: a ``share`` of uniformly spread hashes."""
+    return np.uint64(min(int(share * 2.0**64), 2**64 - 1))
+
+
+def resolve_out(out: str | os.PathLike[str], today: dt.date | None = None) -> Path:
+    """``--out`` with ``{date}`` replaced by today's date (YYYY-MM-DD)."""
+    day = (today or dt.date.today()).isoformat()
+    return Path(str(out).replace("{date}", day))
+
+
+def canonical_frame(frame: pd.DataFrame, plan: ScoringPlan) -> pd.DataFrame:
+    """The needed columns converted to the types the model was trained on.
+
+    CSV columns arrive as text and parquet columns typed; both engines pass through
+    here, so the same values give the same scores. Numbers become floats (integral
+    integer columns nullable integers), categories and text stay text, flags booleans.
+    """
+    out = {}
+    features = set(plan.model.features)
+    for column in plan.needed_columns():
+        series = frame[column].reset_index(drop=True)
+        kind = plan.input_types.get(column)
+        if column == plan.id_column:
+            out[column] = series if not _is_text(series) else _text(series)
+        elif column in features and kind == "string":
+            out[column] = _text(series)
+        elif column in features and kind == "boolean":
+            out[column] = _flags(series)
+        elif column in features and kind == "any":
+            out[column] = _integers(series)
+        elif column in features or column == plan.value_column:
+            out[column] = pd.to_numeric(series, errors="coerce").astype(float)
+        else:  # an eligibility column the model does not use: numbers when all are numbers
+            number = pd.to_numeric(series, errors="coerce")
+            out[column] = number if (number.notna() | series.isna()).all() else _text(series)
+    return pd.DataFrame(out)
+
+
+def _is_text(series: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series))
+
+
+def _text(series: pd.Series) -> pd.Series:
+    values = series.astype(object)
+    present = values.notna()
+    return values.where(~present, values[present].astype(str)).where(present, np.nan)
+
+
+def _flags(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(object)
+    text = series.astype(str).str.strip().str.lower()
+    mapped = text.map({"true": True, "1": True, "1.0": True, "yes": True, "t": True,
+                       "false": False, "0": False, "0.0": False, "no": False, "f": False})
+    return mapped.where(series.notna(), np.nan).astype(object)
+
+
+def _integers(series: pd.Series) -> pd.Series:
+    number = pd.to_numeric(series, errors="coerce")
+    whole = number.dropna()
+    if len(whole) and (whole == np.floor(whole)).all():
+        return number.astype("Int64")
+    return number.astype(float)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_chunks(path: Path, columns: Sequence[str], chunk_size: int) -> Iterator[pd.DataFrame]:
+    """The needed columns of a CSV (as text) or parquet file, ``chunk_size`` rows at a time."""
+    if table_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as handle:
+            for batch in handle.iter_batches(batch_size=chunk_size, columns=list(columns)):
+                yield batch.to_pandas()
+        return
+    yield from pd.read_csv(path, usecols=list(columns), dtype=str, keep_default_na=False,
+                           na_values=[""], encoding="utf-8-sig", chunksize=chunk_size)
+
+
+def score_pandas(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMonitor,
+                 advance: Callable[[int], None]) -> Iterator[pd.DataFrame]:
+    """Scored chunks in input order (pandas engine), counting features for the drift guard."""
+    first = 0
+    for chunk in read_chunks(path, plan.needed_columns(), chunk_size):
+        scored = plan.score(chunk, first)
+        monitor.update(canonical_frame(chunk, plan))
+        first += len(chunk)
+        advance(len(chunk))
+        yield scored
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+class _Decisions:
+    """Collects the scored chunks and chooses every customer's offer and rank."""
+
+    def __init__(self, plan: ScoringPlan):
+        self.plan = plan
+        cfg = plan.cfg
+        self.limited = cfg.policy.budget is not None or bool(cfg.policy.capacity)
+        self.hashes: list[np.ndarray] = []
+        self.holdout: list[np.ndarray] = []
+        self.choice: list[np.ndarray] = []
+        self.key: list[np.ndarray] = []
+        self.offered_key: list[np.ndarray] = []
+        self.score: list[np.ndarray] = []
+        self.cost: list[np.ndarray] = []
+        self.allowed: list[np.ndarray] = []
+        self.min_score = 0.0
+
+    def add(self, scored: pd.DataFrame) -> None:
+        arms = self.plan.arms
+        net = scored[[net_column(a) for a in arms]].to_numpy(dtype=float)
+        cost = scored[[cost_column(a) for a in arms]].to_numpy(dtype=float)
+        allowed = scored[[eligible_column(a) for a in arms]].to_numpy(dtype=bool)
+        uplift = scored[[uplift_column(a) for a in arms]].to_numpy(dtype=float)
+        score, self.min_score = policy_scores(net, uplift, self.plan.cfg)
+        hold = scored["holdout"].to_numpy(dtype=bool)
+        allowed = allowed & ~hold[:, None]
+        self.hashes.append(scored[_HASH].to_numpy(dtype=np.uint64))
+        self.holdout.append(hold)
+        # What contacting a customer would be worth with their best open offer.
+        self.key.append(np.where(allowed, score, -np.inf).max(axis=1, initial=-np.inf))
+        if self.limited:
+            self.score.append(score)
+            self.cost.append(cost)
+            self.allowed.append(allowed)
+        else:
+            choice = assign_offers(score, cost, eligible=allowed, min_score=self.min_score).choice
+            self.choice.append(choice.astype(np.int16))
+            self.offered_key.append(_picked(score, choice))
+
+    def decide(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Every customer's offer index (-1: none) and rank, and the solve's summary."""
+        summary: dict[str, Any] = {}
+        hashes = np.concatenate(self.hashes) if self.hashes else np.zeros(0, np.uint64)
+        if self.limited:
+            cfg = self.plan.cfg
+            score = np.concatenate(self.score) if self.score else np.zeros((0, len(self.plan.arms)))
+            cost = np.concatenate(self.cost) if self.cost else np.zeros_like(score)
+            allowed = (np.concatenate(self.allowed) if self.allowed
+                       else np.zeros(score.shape, dtype=bool))
+            self.score, self.cost, self.allowed = [], [], []
+            caps = [cfg.policy.capacity.get(a) for a in self.plan.arms]
+            result = assign_offers(score, cost, eligible=allowed, budget=cfg.policy.budget,
+                                   capacity=caps, min_score=self.min_score)
+            choice = result.choice
+            offered_key = _picked(score, choice)
+            summary = {"optimal": bool(result.optimal), "gap": float(result.gap)}
+        else:
+            choice = (np.concatenate(self.choice) if self.choice else np.zeros(0, np.int16))
+            offered_key = (np.concatenate(self.offered_key) if self.offered_key
+                           else np.zeros(0))
+        duplicates = hashes.size - np.unique(hashes).size
+        if duplicates:
+            raise DataError(Problem(self.plan.source, f"column {self.plan.id_column!r}",
+                                    f"duplicate ids ({duplicates} rows repeat an id)"))
+        offered = choice >= 0
+        key = np.where(offered, offered_key, np.concatenate(self.key) if self.key else 0.0)
+        key = np.where(np.isfinite(key), key, -np.inf)
+        order = np.lexsort((hashes, -key, ~offered))
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[order] = np.arange(1, order.size + 1)
+        return choice, rank, summary
+
+
+def _picked(matrix: np.ndarray, choice: np.ndarray) -> np.ndarray:
+    out = np.zeros(choice.shape[0])
+    rows = np.flatnonzero(choice >= 0)
+    out[rows] = matrix[rows, choice[rows]]
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def output_columns(plan: ScoringPlan) -> list[str]:
+    """The export's columns in SPEC order."""
+    return [plan.id_column, "offer", "holdout", "churn_risk",
+            *(uplift_column(a) for a in plan.arms), "net_value", "rank"]
+
+
+class _Writer:
+    """Appends output blocks to a CSV or parquet file, deterministically."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path, self.kind = path, kind
+        self.parquet: Any = None
+        self.pending: list[pd.DataFrame] = []
+        self.pending_rows = 0
+        self.header = True
+
+    def write(self, block: pd.DataFrame) -> None:
+        if self.kind == "csv":
+            block.to_csv(self.path, mode="w" if self.header else "a", header=self.header,
+                         index=False, lineterminator="\n")
+            self.header = False
+            return
+        self.pending.append(block)
+        self.pending_rows += len(block)
+        while self.pending_rows >= OUTPUT_BLOCK:
+            self._flush(OUTPUT_BLOCK)
+
+    def _flush(self, rows: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame = pd.concat(self.pending, ignore_index=True) if self.pending else None
+        if frame is None:
+            return
+        head, rest = frame.iloc[:rows], frame.iloc[rows:]
+        table = pa.Table.from_pandas(head, preserve_index=False)
+        if self.parquet is None:
+            self.parquet = pq.ParquetWriter(self.path, table.schema, compression="snappy")
+        self.parquet.write_table(table, row_group_size=OUTPUT_BLOCK)
+        self.pending = [rest] if len(rest) else []
+        self.pending_rows = len(rest)
+
+    def close(self, empty: pd.DataFrame) -> None:
+        if self.kind == "csv":
+            if self.header:
+                empty.to_csv(self.path, index=False, lineterminator="\n")
+            return
+        if self.pending_rows or self.parquet is None:
+            if not self.pending:
+                self.pending = [empty]
+            self._flush(max(self.pending_rows, 1))
+        self.parquet.close()
+
+
+class _Spill:
+    """The scored chunks kept on disk between the two passes (parquet, lz4)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.writer: Any = None
+        self.rows = 0
+
+    def write(self, scored: pd.DataFrame, arms: Sequence[str]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        keep = [scored.columns[0], "holdout", "churn_risk",
+                *(uplift_column(a) for a in arms), *(net_column(a) for a in arms),
+                *(cost_column(a) for a in arms)]
+        table = pa.Table.from_pandas(scored[keep], preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="lz4")
+        self.writer.write_table(table)
+        self.rows += len(scored)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def read(self, chunk_size: int) -> Iterator[pd.DataFrame]:
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            return
+        with pq.ParquetFile(self.path) as handle:
+            for batch in handle.iter_batches(batch_size=chunk_size):
+                yield batch.to_pandas()
+
+
+def _output_block(spilled: pd.DataFrame, plan: ScoringPlan, choice: np.ndarray,
+                  rank: np.ndarray) -> pd.DataFrame:
+    arms = plan.arms
+    offer = np.asarray([*arms, plan.cfg.control], dtype=object)[
+        np.where(choice >= 0, choice, len(arms))]
+    net = spilled[[net_column(a) for a in arms]].to_numpy(dtype=float)
+    block = pd.DataFrame({
+        plan.id_column: spilled[plan.id_column].to_numpy(),
+        "offer": offer,
+        "holdout": spilled["holdout"].to_numpy(dtype=bool),
+        "churn_risk": spilled["churn_risk"].to_numpy(dtype=float),
+        **{uplift_column(a): spilled[uplift_column(a)].to_numpy(dtype=float) for a in arms},
+        "net_value": _picked(net, choice),
+        "rank": rank,
+    })
+    block["offer"] = block["offer"].astype(object)
+    return block
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _check_arguments(customers: str | os.PathLike[str], out: Path, holdout: float | None,
+                     engine: str, chunk_size: int) -> Path:
+    if holdout is not None and not (0 <= holdout < 1):
+        raise ArgumentError(Problem(None, "--holdout",
+                                    f"must be a share in [0, 1), got {holdout:g}"))
+    if engine not in ENGINES:
+        raise ArgumentError(Problem(None, "--engine", f"must be pandas or spark, got {engine!r}"))
+    if chunk_size < 1:
+        raise ArgumentError(Problem(None, "--chunk-size", f"must be >= 1, got {chunk_size}"))
+    if table_format(out) is None or str(out).lower().endswith(".gz"):
+        raise ArgumentError(Problem(str(out), "--out", "must end in .csv or .parquet"))
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise ArgumentError(Problem(str(out), "--out", f"folder {str(folder)!r} does not exist"))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ArgumentError(Problem(str(out), "--out", f"folder {str(folder)!r} is not writable"))
+    if out.is_dir():
+        raise ArgumentError(Problem(str(out), "--out", "is a folder"))
+    source = Path(customers)
+    if not source.is_file():
+        raise DataError(Problem(str(customers), "--customers", "file not found"))
+    if table_format(source) is None:
+        raise DataError(Problem(str(customers), "--customers",
+                                "must be a .csv, .csv.gz or .parquet file"))
+    return source
+
+
+def economics_config(config_text: str, model_uri: str, arms: Sequence[str],
+                     override: ExperimentConfig | None) -> ExperimentConfig:
+    """The config whose economics, eligibility and limits apply: ``override`` or the model's."""
+    import yaml
+
+    if override is not None:
+        if sorted(override.arm_names) != sorted(arms):
+            raise ConfigError(Problem(override.source, "arms",
+                                      f"the model predicts {', '.join(arms)}; the config has "
+                                      f"{', '.join(override.arm_names)}"))
+        cfg = override
+    else:
+        cfg, problems = check_config(yaml.safe_load(config_text),
+                                     f"{model_uri} (experiment.yaml)", None)
+        if cfg is None:
+            raise ConfigError(problems)
+    if cfg.data.id is None:
+        raise ConfigError(Problem(cfg.source, "data.id",
+                                  "the export needs a customer id column (data.id)"))
+    return cfg
+
+
+def export_recommendations(
+    customers: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    model_uri: str | None = None,
+    config: str | os.PathLike[str] | None = None,
+    holdout: float | None = None,
+    engine: str = "pandas",
+    spark_master: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    tracking_uri: str | None = None,
+    today: dt.date | None = None,
+    on_step: Callable[[str], None] | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Score ``customers`` with a registered model and write one recommendation per customer.
+
+    Args:
+        customers: The customer table (.csv, .csv.gz or .parquet) with the id, the model's
+            feature columns, the revenue column and the columns eligibility filters use.
+        out: The file to write (.csv or .parquet); ``{date}`` becomes today's date.
+        model_uri: An MLflow model URI; default ``models:/<registered_model>@champion``.
+        config: A config whose economics, eligibility, budget and capacity replace the
+            model's own (and whose tracking settings locate the store).
+        holdout: Share of customers held out with no offer; default ``policy.holdout``.
+        engine: ``pandas`` (chunked, one process) or ``spark``.
+        spark_master: Spark master URL (``local[*]`` by default).
+        chunk_size: Rows scored at a time (pandas engine).
+        tracking_uri: MLflow store (else env ``MLFLOW_TRACKING_URI``, else the config's,
+            else the default ``sqlite:///mlruns/mlflow.db``).
+        today: The date ``{date}`` stands for (default: today).
+        on_step: Called with a short description as each step starts.
+        advance: Called with the number of customers just scored.
+
+    Returns:
+        The file, its manifest and the features that drifted.
+    """
+    from . import registry, tracking
+
+    clock = time.perf_counter()
+    step = on_step or (lambda _: None)
+    advance = advance or (lambda _: None)
+    target = resolve_out(out, today)
+    source = _check_arguments(customers, target, holdout, engine, chunk_size)
+    override = load_config(config) if config is not None else None
+    uri = tracking.resolve_tracking_uri(tracking_uri, override)
+    name = (override.tracking.registered_model if override is not None
+            else TrackingConfig().registered_model)
+    step("Loading the model")
+    loaded = registry.load_model(model_uri, name, uri)
+    cfg = economics_config(loaded.config_text, loaded.uri, loaded.model.arms, override)
+    share = cfg.policy.holdout if holdout is None else holdout
+    plan = ScoringPlan(model=loaded.model, cfg=cfg, input_types=loaded.input_types,
+                       holdout=share, hash_key=holdout_key(cfg.model.seed),
+                       source=str(customers))
+    header = read_header(source)
+    for column in plan.needed_columns():
+        if column not in header:
+            role = ("the customer id (data.id)" if column == plan.id_column else
+                    "a model feature" if column in plan.model.features else
+                    "the revenue column (data.value)" if column == plan.value_column else
+                    "an eligibility filter")
+            raise DataError(Problem(str(customers), f"column {column!r}", f"not found ({role})"))
+
+    remove_stale_temps(target)
+    monitor = DriftMonitor(loaded.profile)
+    decisions = _Decisions(plan)
+    manifest_path = Path(f"{target}.manifest.json")
+    with tempfile.TemporaryDirectory(prefix="uplift-export-") as scratch:
+        spill = _Spill(Path(scratch) / "scored.parquet")
+        step(f"Scoring customers ({engine})")
+        if engine == "spark":
+            from .export_spark import score_spark
+
+            chunks: Iterable[pd.DataFrame] = score_spark(source, plan, chunk_size, monitor,
+                                                         spark_master, advance)
+        else:
+            chunks = score_pandas(source, plan, chunk_size, monitor, advance)
+        for scored in chunks:
+            decisions.add(scored)
+            spill.write(scored, plan.arms)
+        spill.close()
+        step("Choosing offers")
+        choice, rank, solve = decisions.decide()
+
+        step(f"Writing {target}")
+        kind = str(table_format(target))
+        empty = _output_block(pd.DataFrame({c: pd.Series(dtype=object if c == plan.id_column
+                                                         else float)
+                                            for c in [plan.id_column, "holdout", "churn_risk",
+                                                      *(uplift_column(a) for a in plan.arms),
+                                                      *(net_column(a) for a in plan.arms)]}),
+                              plan, np.zeros(0, np.int16), np.zeros(0, np.int64))
+        counts = dict.fromkeys([cfg.control, *plan.arms], 0)
+        totals = {"expected_cost": 0.0, "expected_net_value": 0.0}
+        holdout_count = 0
+        with atomic_path(target, before_replace=lambda: manifest_path.unlink(missing_ok=True)
+                         ) as tmp:
+            writer = _Writer(tmp, kind)
+            start = 0
+            for spilled in spill.read(chunk_size):
+                stop = start + len(spilled)
+                block = _output_block(spilled, plan, choice[start:stop], rank[start:stop])
+                writer.write(block)
+                for offer, n in block["offer"].value_counts().items():
+                    counts[str(offer)] = counts.get(str(offer), 0) + int(n)
+                holdout_count += int(block["holdout"].sum())
+                totals["expected_net_value"] += float(block["net_value"].sum())
+                cost = spilled[[cost_column(a) for a in plan.arms]].to_numpy(dtype=float)
+                totals["expected_cost"] += float(_picked(cost, choice[start:stop]).sum())
+                start = stop
+            writer.close(empty)
+
+    psi = monitor.psi()
+    worst = drifted(psi)
+    if worst:
+        names = ", ".join(f"{k} ({v:.2f})" for k, v in worst[:5])
+        warnings.warn(f"{customers}: the customers differ from the model's training rows "
+                      f"(population stability index above {DRIFT_THRESHOLD:g}): {names}",
+                      UpliftWarning, stacklevel=2)
+    manifest = {
+        "output": target.name,
+        "format": kind,
+        "rows": int(rank.size),
+        "offers": counts,
+        "holdout": holdout_count,
+        "holdout_share": share,
+        "model_uri": loaded.uri,
+        "model_name": loaded.name,
+        "model_version": loaded.version,
+        "run_id": loaded.run_id,
+        "tracking_uri": uri,
+        "economics_from": cfg.source if override is not None else "model",
+        "objective": cfg.policy.objective,
+        "budget": cfg.policy.budget,
+        "capacity": dict(cfg.policy.capacity),
+        **totals,
+        **({"assignment": solve} if solve else {}),
+        "input": str(customers),
+        "input_sha256": file_sha256(source),
+        "output_sha256": file_sha256(target),
+        "engine": engine,
+        "psi": {k: round(v, 6) for k, v in psi.items()},
+        "drifted_features": [k for k, _ in worst],
+        "uplift_version": __version__,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    with atomic_path(manifest_path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return ExportResult(path=target, manifest_path=manifest_path, manifest=manifest,
+                        drifted=worst, seconds=time.perf_counter() - clock)
