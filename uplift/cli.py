@@ -490,6 +490,53 @@ def promote(version: str | None, run_id: str | None, config_path: str | None,
 
 
 @cli.command()
+@click.option("--customers", required=True, type=click.Path(dir_okay=False),
+              help="Customer table to score (.csv, .csv.gz or .parquet).")
+@click.option("--out", required=True,
+              help="File to write (.csv or .parquet); {date} becomes today (YYYY-MM-DD).")
+@click.option("--model", "model_uri", default=None,
+              help="MLflow model URI (default: models:/<registered_model>@champion).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config whose economics, eligibility, budget and capacity override the "
+                   "model's own (and whose tracking settings name the store and model).")
+@click.option("--holdout", type=float, default=None,
+              help="Share of customers held out with no offer (default: policy.holdout).")
+@click.option("--engine", type=click.Choice(["pandas", "spark"]), default="pandas",
+              show_default=True, help="Scoring engine.")
+@click.option("--spark-master", default=None,
+              help="Spark master URL for --engine spark (default: local[*]).")
+@click.option("--chunk-size", type=int, default=200_000, show_default=True,
+              help="Customers scored at a time by the pandas engine (bounds memory).")
+@TRACKING_OPTION
+@_common_options
+def export(customers: str, out: str, model_uri: str | None, config_path: str | None,
+           holdout: float | None, engine: str, spark_master: str | None, chunk_size: int,
+           tracking_uri: str | None) -> None:
+    """Score customers with a registered model and write one recommendation per customer."""
+    from .export import export_recommendations
+    from .progress import steps
+
+    _quiet_mlflow()
+    done = [0]
+    with steps(_progress()) as update:
+        def advance(n: int) -> None:
+            done[0] += n
+            update(f"Scoring customers ({engine}): {done[0]:,}")
+
+        result = export_recommendations(
+            customers, out, model_uri=model_uri, config=config_path, holdout=holdout,
+            engine=engine, spark_master=spark_master, chunk_size=chunk_size,
+            tracking_uri=tracking_uri, on_step=update, advance=advance)
+    m = result.manifest
+    offers = ", ".join(f"{k} {v:,}" for k, v in m["offers"].items())
+    _say(f"Scored {m['rows']:,} customers with {m['model_uri']} (version "
+         f"{m['model_version'] or '-'}): {offers}; {m['holdout']:,} held out")
+    _say(f"Expected cost {m['expected_cost']:,.2f}, expected net value "
+         f"{m['expected_net_value']:,.2f}")
+    _say(f"Wrote {result.path} and {result.manifest_path.name} in {result.seconds:.1f} s")
+
+
+@cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Config naming the store.")
 @TRACKING_OPTION

@@ -102,18 +102,23 @@ class ScoringPlan:
             columns.extend(arm.eligible or {})
         return list(dict.fromkeys(columns))
 
-    def score(self, frame: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+    def score(self, frame: pd.DataFrame, first_row: int | None = 0) -> pd.DataFrame:
         """Per customer: id, hash, holdout, churn risk, uplift, and per offer net/cost/eligible.
 
         ``frame`` holds the needed columns as read (text from CSV, typed from parquet);
-        ``first_row`` is the position of its first row in the file (for error messages).
+        ``first_row`` is the position of its first row in the file (for error messages;
+        None when unknown).
         """
+
+        def row(position: int) -> str:
+            return "" if first_row is None else f" (row {first_row + position + 1})"
+
         frame = canonical_frame(frame, self)
         ids = frame[self.id_column]
         blank = ids.isna() | ids.astype(str).str.strip().eq("")
         if blank.any():
             raise DataError(Problem(self.source, f"column {self.id_column!r}",
-                                    f"missing id (row {first_row + _first(blank) + 1})"))
+                                    f"missing id{row(_first(blank))}"))
         hashes = id_hashes(ids, self.hash_key)
         scores = self.model.predict(frame)
         p_control = scores["churn_risk"].to_numpy(dtype=float)
@@ -125,7 +130,7 @@ class ScoringPlan:
             if bad.any():
                 raise DataError(Problem(
                     self.source, f"column {self.value_column!r}",
-                    f"missing or negative revenue (row {first_row + int(np.argmax(bad)) + 1})"))
+                    f"missing or negative revenue{row(int(np.argmax(bad)))}"))
         else:
             value = np.zeros(len(frame))
         net, cost = net_values(p_control, p_arms, value, self.cfg.arms,
@@ -476,8 +481,13 @@ def _check_arguments(customers: str | os.PathLike[str], out: Path, holdout: floa
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise ArgumentError(Problem(str(out), "--out", f"folder {str(folder)!r} does not exist"))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ArgumentError(Problem(str(out), "--out", f"folder {str(folder)!r} is not writable"))
+    try:  # the real test of writability (permissions, read-only or immutable folders)
+        fd, probe = tempfile.mkstemp(prefix=".uplift-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError:
+        raise ArgumentError(Problem(str(out), "--out",
+                                    f"folder {str(folder)!r} is not writable")) from None
     if out.is_dir():
         raise ArgumentError(Problem(str(out), "--out", "is a folder"))
     source = Path(customers)

@@ -232,6 +232,11 @@ def load_model(model_uri: str | None, name: str, tracking_uri: str) -> LoadedMod
 
     from .tracking import use_store
 
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri[len("sqlite:///"):]).expanduser()
+        if not database.is_file():
+            raise ModelNotFoundError(Problem(None, "--model", f"no MLflow store at {database}; "
+                                             "run uplift run (or give --tracking-uri)"))
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     version = run_id = None
     uri = model_uri or f"models:/{name}@{CHAMPION}"
