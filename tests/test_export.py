@@ -452,7 +452,6 @@ def test_sigkill_never_leaves_a_partial_file(store: Store, tmp_path: Path) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["csv", "parquet"])
 def test_spark_engine_writes_the_same_file(store: Store, tmp_path: Path, source: str) -> None:
-    pytest.importorskip("pyspark")
     customers = store.customers_csv if source == "csv" else store.customers_parquet
     mapping = {**store.mapping, "policy": {"holdout": 0.1, "budget": 20_000.0}}
     config = tmp_path / "budget.yaml"

@@ -37,6 +37,8 @@ _EXPORTS = {
     "build_policy": "policy",
     "assign_offers": "policy",
     "evaluate_policy": "offpolicy",
+    "run_experiment": "pipeline",
+    "export_recommendations": "export",
     "UpliftError": "errors",
     "InputError": "errors",
     "ConfigError": "errors",

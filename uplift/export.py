@@ -102,18 +102,21 @@ class ScoringPlan:
             columns.extend(arm.eligible or {})
         return list(dict.fromkeys(columns))
 
-    def score(self, frame: pd.DataFrame, first_row: int | None = 0) -> pd.DataFrame:
+    def score(self, frame: pd.DataFrame, first_row: int | None = 0,
+              monitor: DriftMonitor | None = None) -> pd.DataFrame:
         """Per customer: id, hash, holdout, churn risk, uplift, and per offer net/cost/eligible.
 
         ``frame`` holds the needed columns as read (text from CSV, typed from parquet);
         ``first_row`` is the position of its first row in the file (for error messages;
-        None when unknown).
+        None when unknown). ``monitor`` counts the rows for the drift guard.
         """
 
         def row(position: int) -> str:
             return "" if first_row is None else f" (row {first_row + position + 1})"
 
         frame = canonical_frame(frame, self)
+        if monitor is not None:
+            monitor.update(frame)
         ids = frame[self.id_column]
         blank = ids.isna() | ids.astype(str).str.strip().eq("")
         if blank.any():
@@ -263,8 +266,7 @@ def score_pandas(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftM
     """Scored chunks in input order (pandas engine), counting features for the drift guard."""
     first = 0
     for chunk in read_chunks(path, plan.needed_columns(), chunk_size):
-        scored = plan.score(chunk, first)
-        monitor.update(canonical_frame(chunk, plan))
+        scored = plan.score(chunk, first, monitor)
         first += len(chunk)
         advance(len(chunk))
         yield scored
@@ -362,52 +364,63 @@ def output_columns(plan: ScoringPlan) -> list[str]:
             *(uplift_column(a) for a in plan.arms), "net_value", "rank"]
 
 
+def output_schema(plan: ScoringPlan, id_type: Any) -> Any:
+    """The export's arrow schema in SPEC column order (the id keeps its input type)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(plan.id_column, id_type), ("offer", pa.string()),
+                      ("holdout", pa.bool_()), ("churn_risk", pa.float64()),
+                      *((uplift_column(a), pa.float64()) for a in plan.arms),
+                      ("net_value", pa.float64()), ("rank", pa.int64())])
+
+
 class _Writer:
-    """Appends output blocks to a CSV or parquet file, deterministically."""
+    """Writes output blocks to CSV (arrow's writer: strings quoted, true/false) or parquet.
 
-    def __init__(self, path: Path, kind: str):
-        self.path, self.kind = path, kind
-        self.parquet: Any = None
-        self.pending: list[pd.DataFrame] = []
-        self.pending_rows = 0
-        self.header = True
+    Parquet row groups hold ``OUTPUT_BLOCK`` rows whatever the chunk size, so the bytes
+    depend only on the rows.
+    """
 
-    def write(self, block: pd.DataFrame) -> None:
-        if self.kind == "csv":
-            block.to_csv(self.path, mode="w" if self.header else "a", header=self.header,
-                         index=False, lineterminator="\n")
-            self.header = False
-            return
-        self.pending.append(block)
-        self.pending_rows += len(block)
-        while self.pending_rows >= OUTPUT_BLOCK:
-            self._flush(OUTPUT_BLOCK)
-
-    def _flush(self, rows: int) -> None:
-        import pyarrow as pa
+    def __init__(self, path: Path, kind: str, schema: Any):
+        import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
-        frame = pd.concat(self.pending, ignore_index=True) if self.pending else None
-        if frame is None:
-            return
-        head, rest = frame.iloc[:rows], frame.iloc[rows:]
-        table = pa.Table.from_pandas(head, preserve_index=False)
-        if self.parquet is None:
-            self.parquet = pq.ParquetWriter(self.path, table.schema, compression="snappy")
-        self.parquet.write_table(table, row_group_size=OUTPUT_BLOCK)
-        self.pending = [rest] if len(rest) else []
-        self.pending_rows = len(rest)
+        self.schema, self.kind = schema, kind
+        self.pending: list[Any] = []
+        self.pending_rows = 0
+        if kind == "csv":
+            self.writer = pacsv.CSVWriter(str(path), schema, write_options=pacsv.WriteOptions(
+                quoting_style="needed"))
+        else:
+            self.writer = pq.ParquetWriter(str(path), schema, compression="snappy")
 
-    def close(self, empty: pd.DataFrame) -> None:
+    def write(self, block: pd.DataFrame) -> None:
+        import pyarrow as pa
+
+        table = pa.table([pa.array(block[f.name].to_numpy(), type=f.type) for f in self.schema],
+                         schema=self.schema)
         if self.kind == "csv":
-            if self.header:
-                empty.to_csv(self.path, index=False, lineterminator="\n")
+            self.writer.write_table(table)
             return
-        if self.pending_rows or self.parquet is None:
-            if not self.pending:
-                self.pending = [empty]
-            self._flush(max(self.pending_rows, 1))
-        self.parquet.close()
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        while self.pending_rows >= OUTPUT_BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        table = pa.concat_tables(self.pending)
+        head = table.slice(0, OUTPUT_BLOCK)
+        self.writer.write_table(head, row_group_size=OUTPUT_BLOCK)
+        rest = table.slice(head.num_rows)
+        self.pending = [rest] if rest.num_rows else []
+        self.pending_rows = rest.num_rows
+
+    def close(self) -> None:
+        while self.pending_rows:
+            self._flush()
+        self.writer.close()
 
 
 class _Spill:
@@ -434,6 +447,16 @@ class _Spill:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+    def id_type(self) -> Any:
+        """The arrow type of the id column (text when nothing was scored)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            return pa.string()
+        kind = pq.ParquetFile(self.path).schema_arrow.field(0).type
+        return pa.string() if pa.types.is_large_string(kind) else kind
 
     def read(self, chunk_size: int) -> Iterator[pd.DataFrame]:
         import pyarrow.parquet as pq
@@ -608,18 +631,12 @@ def export_recommendations(
 
         step(f"Writing {target}")
         kind = str(table_format(target))
-        empty = _output_block(pd.DataFrame({c: pd.Series(dtype=object if c == plan.id_column
-                                                         else float)
-                                            for c in [plan.id_column, "holdout", "churn_risk",
-                                                      *(uplift_column(a) for a in plan.arms),
-                                                      *(net_column(a) for a in plan.arms)]}),
-                              plan, np.zeros(0, np.int16), np.zeros(0, np.int64))
         counts = dict.fromkeys([cfg.control, *plan.arms], 0)
         totals = {"expected_cost": 0.0, "expected_net_value": 0.0}
         holdout_count = 0
         with atomic_path(target, before_replace=lambda: manifest_path.unlink(missing_ok=True)
                          ) as tmp:
-            writer = _Writer(tmp, kind)
+            writer = _Writer(tmp, kind, output_schema(plan, spill.id_type()))
             start = 0
             for spilled in spill.read(chunk_size):
                 stop = start + len(spilled)
@@ -632,7 +649,7 @@ def export_recommendations(
                 cost = spilled[[cost_column(a) for a in plan.arms]].to_numpy(dtype=float)
                 totals["expected_cost"] += float(_picked(cost, choice[start:stop]).sum())
                 start = stop
-            writer.close(empty)
+            writer.close()
 
     psi = monitor.psi()
     worst = drifted(psi)
