@@ -272,6 +272,19 @@ def test_budget_and_capacity_hold_over_the_whole_population(store: Store,
     assert frame["net_value"].sum() < free["net_value"].sum()
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_an_empty_customer_table_gives_an_empty_file(store: Store, tmp_path: Path,
+                                                     suffix: str) -> None:
+    empty = tmp_path / "empty.csv"
+    store.customers.head(0).to_csv(empty, index=False)
+    result = run_export(store, tmp_path / f"recs{suffix}", customers=empty)
+    frame = read(result.path)
+    assert list(frame.columns) == COLUMNS
+    assert len(frame) == 0
+    assert result.manifest["rows"] == 0
+    assert result.manifest["offers"] == dict.fromkeys(["control", *ARMS], 0)
+
+
 def test_date_in_the_output_name(store: Store, tmp_path: Path) -> None:
     import datetime as dt
 

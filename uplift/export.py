@@ -123,9 +123,12 @@ class ScoringPlan:
             raise DataError(Problem(self.source, f"column {self.id_column!r}",
                                     f"missing id{row(_first(blank))}"))
         hashes = id_hashes(ids, self.hash_key)
-        scores = self.model.predict(frame)
-        p_control = scores["churn_risk"].to_numpy(dtype=float)
-        uplift = scores[[uplift_column(a) for a in self.arms]].to_numpy(dtype=float)
+        if len(frame):
+            scores = self.model.predict(frame)
+            p_control = scores["churn_risk"].to_numpy(dtype=float)
+            uplift = scores[[uplift_column(a) for a in self.arms]].to_numpy(dtype=float)
+        else:  # the models refuse zero rows
+            p_control, uplift = np.zeros(0), np.zeros((0, len(self.arms)))
         p_arms = np.clip(p_control[:, None] - uplift, 1e-6, 1 - 1e-6)
         if self.value_column:
             value = frame[self.value_column].to_numpy(dtype=float)
