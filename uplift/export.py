@@ -22,6 +22,7 @@ and a ranking key, and under a budget or capacity the score and cost of each off
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -29,7 +30,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,13 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .config import ExperimentConfig, TrackingConfig, check_config, load_config
+from .config import (
+    ExperimentConfig,
+    ModelConfig,
+    TrackingConfig,
+    check_config,
+    load_config,
+)
 from .drift import DRIFT_THRESHOLD, DriftMonitor, drifted
 from .errors import ArgumentError, ConfigError, DataError, Problem, UpliftWarning
 from .models import uplift_column
@@ -77,6 +84,7 @@ class ScoringPlan:
     holdout: float
     hash_key: str
     source: str
+    conversions: dict[str, str] = field(default_factory=dict)
 
     @property
     def id_column(self) -> str:
@@ -193,31 +201,75 @@ def resolve_out(out: str | os.PathLike[str], today: dt.date | None = None) -> Pa
     return Path(str(out).replace("{date}", day))
 
 
+# pandas' read_csv markers of a missing value: training read the data with them.
+_MISSING_TEXT = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                 "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+                 "nan", "null")
+
+
+def plan_conversions(model: Any, cfg: ExperimentConfig, input_types: Mapping[str, str]
+                     ) -> dict[str, str]:
+    """How each needed column is converted, decided once from the model and the config.
+
+    Per column, never per chunk, so a value converts the same whatever rows surround
+    it: ``id``; ``text`` (categories, text); ``flag_text`` (a text column of True /
+    False with blanks at training); ``flag``; ``category_int`` (integer category
+    codes); ``number``.
+    """
+    categories = getattr(getattr(model.risk, "encoder_", None), "categories_", {})
+    out: dict[str, str] = {str(cfg.data.id): "id"}
+    for column in model.features:
+        kind = input_types.get(column)
+        if kind == "boolean":
+            out[column] = "flag"
+        elif kind == "string":
+            known = {str(c) for c in categories.get(column, [])}
+            out[column] = "flag_text" if known and known <= {"True", "False"} else "text"
+        elif column in categories:
+            out[column] = "category_int" if kind == "any" else "number"
+        else:
+            out[column] = "number"
+    if cfg.data.value:
+        out.setdefault(cfg.data.value, "number")
+    for arm in cfg.arms:
+        for column, rule in (arm.eligible or {}).items():
+            listed = [*(rule.in_ or []), *(rule.not_in or [])]
+            numeric = (rule.min is not None or rule.max is not None
+                       or (listed and all(isinstance(v, (int, float)) and not
+                                          isinstance(v, bool) for v in listed)))
+            if column not in out or (numeric and out[column] == "text"):
+                out[column] = "number" if numeric else "text"
+    return out
+
+
 def canonical_frame(frame: pd.DataFrame, plan: ScoringPlan) -> pd.DataFrame:
     """The needed columns converted to the types the model was trained on.
 
     CSV columns arrive as text and parquet columns typed; both engines pass through
-    here, so the same values give the same scores. Numbers become floats (integral
-    integer columns nullable integers), categories and text stay text, flags booleans.
+    here, so the same values give the same scores. Text marking a missing value (as
+    pandas reads it) becomes missing; each column converts by ``plan.conversions``,
+    value by value.
     """
     out = {}
-    features = set(plan.model.features)
     for column in plan.needed_columns():
         series = frame[column].reset_index(drop=True)
-        kind = plan.input_types.get(column)
-        if column == plan.id_column:
-            out[column] = series if not _is_text(series) else _text(series)
-        elif column in features and kind == "string":
+        if _is_text(series):
+            series = series.mask(series.isin(_MISSING_TEXT))
+        kind = plan.conversions.get(column, "number")
+        if kind == "id":
+            out[column] = _text(series) if _is_text(series) else series
+        elif kind == "text":
             out[column] = _text(series)
-        elif column in features and kind == "boolean":
+        elif kind == "flag":
             out[column] = _flags(series)
-        elif column in features and kind == "any":
-            out[column] = _integers(series)
-        elif column in features or column == plan.value_column:
-            out[column] = pd.to_numeric(series, errors="coerce").astype(float)
-        else:  # an eligibility column the model does not use: numbers when all are numbers
+        elif kind == "flag_text":
+            flags = _flags(series)
+            out[column] = flags.where(flags.isna(), flags.astype(str))
+        elif kind == "category_int":
             number = pd.to_numeric(series, errors="coerce")
-            out[column] = number if (number.notna() | series.isna()).all() else _text(series)
+            out[column] = number.where(number == np.floor(number)).astype("Int64")
+        else:
+            out[column] = pd.to_numeric(series, errors="coerce").astype(float)
     return pd.DataFrame(out)
 
 
@@ -240,14 +292,6 @@ def _flags(series: pd.Series) -> pd.Series:
     return mapped.where(series.notna(), np.nan).astype(object)
 
 
-def _integers(series: pd.Series) -> pd.Series:
-    number = pd.to_numeric(series, errors="coerce")
-    whole = number.dropna()
-    if len(whole) and (whole == np.floor(whole)).all():
-        return number.astype("Int64")
-    return number.astype(float)
-
-
 # --------------------------------------------------------------------------- reading
 
 
@@ -264,11 +308,22 @@ def read_chunks(path: Path, columns: Sequence[str], chunk_size: int) -> Iterator
                            na_values=[""], encoding="utf-8-sig", chunksize=chunk_size)
 
 
+def _readable(chunks: Iterator[pd.DataFrame], source: str) -> Iterator[pd.DataFrame]:
+    """The chunks, with a malformed or unreadable table reported as bad input."""
+    import pyarrow as pa
+
+    try:
+        yield from chunks
+    except (ValueError, OSError, UnicodeDecodeError, pa.ArrowException) as exc:
+        raise DataError(Problem(source, "", f"cannot read the table ({_first_line(exc)})")
+                        ) from None
+
+
 def score_pandas(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMonitor,
                  advance: Callable[[int], None]) -> Iterator[pd.DataFrame]:
     """Scored chunks in input order (pandas engine), counting features for the drift guard."""
     first = 0
-    for chunk in read_chunks(path, plan.needed_columns(), chunk_size):
+    for chunk in _readable(read_chunks(path, plan.needed_columns(), chunk_size), plan.source):
         scored = plan.score(chunk, first, monitor)
         first += len(chunk)
         advance(len(chunk))
@@ -321,6 +376,10 @@ class _Decisions:
         """Every customer's offer index (-1: none) and rank, and the solve's summary."""
         summary: dict[str, Any] = {}
         hashes = np.concatenate(self.hashes) if self.hashes else np.zeros(0, np.uint64)
+        duplicates = hashes.size - np.unique(hashes).size
+        if duplicates:
+            raise DataError(Problem(self.plan.source, f"column {self.plan.id_column!r}",
+                                    f"duplicate ids ({duplicates} rows repeat an id)"))
         if self.limited:
             cfg = self.plan.cfg
             score = np.concatenate(self.score) if self.score else np.zeros((0, len(self.plan.arms)))
@@ -329,19 +388,19 @@ class _Decisions:
                        else np.zeros(score.shape, dtype=bool))
             self.score, self.cost, self.allowed = [], [], []
             caps = [cfg.policy.capacity.get(a) for a in self.plan.arms]
-            result = assign_offers(score, cost, eligible=allowed, budget=cfg.policy.budget,
-                                   capacity=caps, min_score=self.min_score)
-            choice = result.choice
+            # Solved in id-hash order, so ties fall the same way whatever the file order.
+            by_hash = np.argsort(hashes, kind="stable")
+            result = assign_offers(score[by_hash], cost[by_hash], eligible=allowed[by_hash],
+                                   budget=cfg.policy.budget, capacity=caps,
+                                   min_score=self.min_score)
+            choice = np.empty_like(result.choice)
+            choice[by_hash] = result.choice
             offered_key = _picked(score, choice)
             summary = {"optimal": bool(result.optimal), "gap": float(result.gap)}
         else:
             choice = (np.concatenate(self.choice) if self.choice else np.zeros(0, np.int16))
             offered_key = (np.concatenate(self.offered_key) if self.offered_key
                            else np.zeros(0))
-        duplicates = hashes.size - np.unique(hashes).size
-        if duplicates:
-            raise DataError(Problem(self.plan.source, f"column {self.plan.id_column!r}",
-                                    f"duplicate ids ({duplicates} rows repeat an id)"))
         offered = choice >= 0
         key = np.where(offered, offered_key, np.concatenate(self.key) if self.key else 0.0)
         key = np.where(np.isfinite(key), key, -np.inf)
@@ -414,7 +473,9 @@ class _Writer:
         import pyarrow as pa
 
         table = pa.concat_tables(self.pending)
-        head = table.slice(0, OUTPUT_BLOCK)
+        # One contiguous piece per column: page and dictionary choices then depend on
+        # the rows alone, not on where the chunks happened to end.
+        head = table.slice(0, OUTPUT_BLOCK).combine_chunks()
         self.writer.write_table(head, row_group_size=OUTPUT_BLOCK)
         rest = table.slice(head.num_rows)
         self.pending = [rest] if rest.num_rows else []
@@ -502,7 +563,7 @@ def _check_arguments(customers: str | os.PathLike[str], out: Path, holdout: floa
         raise ArgumentError(Problem(None, "--engine", f"must be pandas or spark, got {engine!r}"))
     if chunk_size < 1:
         raise ArgumentError(Problem(None, "--chunk-size", f"must be >= 1, got {chunk_size}"))
-    if table_format(out) is None or str(out).lower().endswith(".gz"):
+    if out.suffix.lower() not in (".csv", ".parquet"):
         raise ArgumentError(Problem(str(out), "--out", "must end in .csv or .parquet"))
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
@@ -600,9 +661,14 @@ def export_recommendations(
     cfg = economics_config(loaded.config_text, loaded.uri, loaded.model.arms, override)
     share = cfg.policy.holdout if holdout is None else holdout
     plan = ScoringPlan(model=loaded.model, cfg=cfg, input_types=loaded.input_types,
-                       holdout=share, hash_key=holdout_key(cfg.model.seed),
-                       source=str(customers))
-    header = read_header(source)
+                       holdout=share, hash_key=holdout_key(_model_seed(loaded.config_text)),
+                       source=str(customers),
+                       conversions=plan_conversions(loaded.model, cfg, loaded.input_types))
+    try:
+        header = read_header(source)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(Problem(str(customers), "", f"cannot read the table ({_first_line(exc)})")
+                        ) from None
     for column in plan.needed_columns():
         if column not in header:
             role = ("the customer id (data.id)" if column == plan.id_column else
@@ -611,10 +677,28 @@ def export_recommendations(
                     "an eligibility filter")
             raise DataError(Problem(str(customers), f"column {column!r}", f"not found ({role})"))
 
+    with _exclusive(target):
+        return _export_locked(source, target, plan, loaded, cfg, override, uri, engine,
+                              spark_master, chunk_size, step, advance, clock)
+
+
+def _export_locked(source: Path, target: Path, plan: ScoringPlan, loaded: Any,
+                   cfg: ExperimentConfig, override: ExperimentConfig | None, uri: str,
+                   engine: str, spark_master: str | None, chunk_size: int,
+                   step: Callable[[str], None], advance: Callable[[int], None],
+                   clock: float) -> ExportResult:
+    """Score, decide, write and describe, while holding the target's lock."""
     remove_stale_temps(target)
+    input_sha256 = file_sha256(source)  # what is about to be read
     monitor = DriftMonitor(loaded.profile)
     decisions = _Decisions(plan)
     manifest_path = Path(f"{target}.manifest.json")
+    written: dict[str, str] = {}
+
+    def replace_manifest(tmp: Path) -> None:
+        written["sha256"] = file_sha256(tmp)  # the bytes about to become the target
+        manifest_path.unlink(missing_ok=True)
+
     with tempfile.TemporaryDirectory(prefix="uplift-export-") as scratch:
         spill = _Spill(Path(scratch) / "scored.parquet")
         step(f"Scoring customers ({engine})")
@@ -637,8 +721,7 @@ def export_recommendations(
         counts = dict.fromkeys([cfg.control, *plan.arms], 0)
         totals = {"expected_cost": 0.0, "expected_net_value": 0.0}
         holdout_count = 0
-        with atomic_path(target, before_replace=lambda: manifest_path.unlink(missing_ok=True)
-                         ) as tmp:
+        with atomic_path(target, before_replace=replace_manifest) as tmp:
             writer = _Writer(tmp, kind, output_schema(plan, spill.id_type()))
             start = 0
             for spilled in spill.read(chunk_size):
@@ -658,16 +741,16 @@ def export_recommendations(
     worst = drifted(psi)
     if worst:
         names = ", ".join(f"{k} ({v:.2f})" for k, v in worst[:5])
-        warnings.warn(f"{customers}: the customers differ from the model's training rows "
+        warnings.warn(f"{plan.source}: the customers differ from the model's training rows "
                       f"(population stability index above {DRIFT_THRESHOLD:g}): {names}",
-                      UpliftWarning, stacklevel=2)
+                      UpliftWarning, stacklevel=3)
     manifest = {
         "output": target.name,
         "format": kind,
         "rows": int(rank.size),
         "offers": counts,
         "holdout": holdout_count,
-        "holdout_share": share,
+        "holdout_share": plan.holdout,
         "model_uri": loaded.uri,
         "model_name": loaded.name,
         "model_version": loaded.version,
@@ -679,16 +762,48 @@ def export_recommendations(
         "capacity": dict(cfg.policy.capacity),
         **totals,
         **({"assignment": solve} if solve else {}),
-        "input": str(customers),
-        "input_sha256": file_sha256(source),
-        "output_sha256": file_sha256(target),
+        "input": plan.source,
+        "input_sha256": input_sha256,
+        "output_sha256": written["sha256"],
         "engine": engine,
         "psi": {k: round(v, 6) for k, v in psi.items()},
         "drifted_features": [k for k, _ in worst],
         "uplift_version": __version__,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    with atomic_path(manifest_path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(manifest_path) as tmp_manifest:
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return ExportResult(path=target, manifest_path=manifest_path, manifest=manifest,
                         drifted=worst, seconds=time.perf_counter() - clock)
+
+
+@contextlib.contextmanager
+def _exclusive(target: Path) -> Iterator[None]:
+    """Hold a lock on ``target`` so that two exports to one file take turns.
+
+    The lock file lives in the system's temporary folder, named after the target's
+    absolute path, so the delivery folder holds only deliveries.
+    """
+    import fcntl
+
+    key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:24]
+    with open(Path(tempfile.gettempdir()) / f"uplift-export-{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _model_seed(config_text: str) -> int:
+    """``model.seed`` of the config stored with the model (the holdout's key comes from it)."""
+    import yaml
+
+    raw = yaml.safe_load(config_text) or {}
+    model = raw.get("model") if isinstance(raw, dict) else None
+    seed = model.get("seed") if isinstance(model, dict) else None
+    return int(seed) if isinstance(seed, int) else ModelConfig().seed
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -69,13 +69,24 @@ def score_spark(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMo
 
     spark = _session(master)
     columns = plan.needed_columns()
-    if table_format(path) == "parquet":
-        frame = spark.read.parquet(str(path))
-    else:
-        frame = spark.read.csv(str(path), header=True, inferSchema=False, encoding="UTF-8",
-                               escape='"')
-    frame = frame.select(*[F.col(f"`{c}`") for c in columns]).withColumn(
-        _ROW, F.monotonically_increasing_id())
+    try:
+        if table_format(path) == "parquet":
+            frame = spark.read.parquet(str(path))
+        else:
+            # As pandas reads it: quoted fields may hold line breaks; a malformed row
+            # is an error, not a row of nulls.
+            frame = spark.read.csv(str(path), header=True, inferSchema=False, encoding="UTF-8",
+                                   escape='"', multiLine=True, mode="FAILFAST")
+            first = frame.columns[0]
+            if first.startswith("\ufeff"):  # a UTF-8 byte-order mark, as pandas drops it
+                frame = frame.withColumnRenamed(first, first[1:])
+        frame = frame.select(*[F.col(f"`{c}`") for c in columns]).withColumn(
+            _ROW, F.monotonically_increasing_id())
+        if table_format(path) != "parquet":  # one partition per CSV file: spread the scoring
+            frame = frame.repartition(spark.sparkContext.defaultParallelism * 2)
+    except (Py4JJavaError, PySparkException) as exc:
+        raise DataError(Problem(plan.source, "", f"cannot read the table "
+                                f"({str(exc).strip().splitlines()[0][:200]})")) from None
     id_type = "string" if str(frame.schema[plan.id_column].dataType) == "StringType()" \
         else frame.schema[plan.id_column].dataType.simpleString()
 
@@ -105,6 +116,9 @@ def score_spark(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMo
         found = _ERROR.search(str(exc))
         if found:
             raise DataError(Problem(None, "", found.group(1).strip())) from None
+        if "Malformed" in str(exc) or "malformed" in str(exc):
+            raise DataError(Problem(plan.source, "", "cannot read the table (a malformed "
+                                    "CSV record)")) from None
         raise
     for name, part in counts.groupby("feature"):
         totals = np.zeros(len(profile[name]["shares"]))

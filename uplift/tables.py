@@ -9,10 +9,10 @@ so a reader never sees a partial file.
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -70,25 +70,46 @@ def _temp_prefix(target: Path) -> str:
     return f".{target.name}."
 
 
-def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
-    """Remove temporary files an interrupted write of ``path`` left beside it."""
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows."""
+    with contextlib.suppress(OSError, ValueError), \
+            open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temps(path: str | os.PathLike[str], max_age_hours: float = 24.0
+                       ) -> list[Path]:
+    """Remove temporary files interrupted writes left beside ``path``.
+
+    Those of ``path`` itself go (the caller holds its lock); those of other names only
+    once older than ``max_age_hours``, so a write still running elsewhere keeps its own.
+    """
     target = Path(path)
     removed = []
-    for leftover in target.parent.glob(f"{glob.escape(_temp_prefix(target))}*{_TEMP_SUFFIX}"):
+    cutoff = time.time() - 3600 * max_age_hours
+    for leftover in target.parent.glob(f".*{_TEMP_SUFFIX}"):
+        mine = leftover.name.startswith(_temp_prefix(target))
         with contextlib.suppress(OSError):
-            leftover.unlink()
-            removed.append(leftover)
+            if mine or leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed.append(leftover)
     return removed
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str],
-                before_replace: Callable[[], None] | None = None) -> Iterator[Path]:
+                before_replace: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync and rename it into place.
 
     On any exception the temporary file is removed and ``path`` is untouched.
-    ``before_replace`` runs after the fsync, just before the rename (e.g. to remove a
-    manifest that described the previous file).
+    ``before_replace`` gets the temporary file after the fsync, just before the rename
+    (e.g. to hash it, or to remove a manifest that described the previous file). The
+    file gets the usual permissions (0666 less the umask), not the temporary file's 0600.
     """
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX,
@@ -99,8 +120,9 @@ def atomic_path(path: str | os.PathLike[str],
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         if before_replace is not None:
-            before_replace()
+            before_replace(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
