@@ -304,8 +304,28 @@ def read_chunks(path: Path, columns: Sequence[str], chunk_size: int) -> Iterator
             for batch in handle.iter_batches(batch_size=chunk_size, columns=list(columns)):
                 yield batch.to_pandas()
         return
-    yield from pd.read_csv(path, usecols=list(columns), dtype=str, keep_default_na=False,
-                           na_values=[""], encoding="utf-8-sig", chunksize=chunk_size)
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    # Arrow's reader: every field as text, a ragged row is an error (pandas would
+    # silently drop the extra fields of a row when only some columns are read).
+    reader = pacsv.open_csv(
+        pa.input_stream(str(path)),  # .csv.gz decompressed by its extension
+        read_options=pacsv.ReadOptions(block_size=min(1 << 24, max(1 << 16, 200 * chunk_size))),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=list(columns), column_types=dict.fromkeys(columns, pa.string()),
+            strings_can_be_null=True, null_values=[""]))
+    pending: list[Any] = []
+    rows = 0
+    for batch in reader:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= chunk_size:
+            yield pa.Table.from_batches(pending).to_pandas()
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).to_pandas()
 
 
 def _readable(chunks: Iterator[pd.DataFrame], source: str) -> Iterator[pd.DataFrame]:
