@@ -69,14 +69,28 @@ def requirements() -> list[str]:
 
 
 class _UncheckedPyfunc:
-    """``mlflow.pyfunc`` for ``Model.log``, minus ``validate_serving_input`` (read by ``log``)."""
+    """``mlflow.pyfunc`` for ``Model.log``, minus two checks that cost about a second.
+
+    ``validate_serving_input`` (read by ``Model.log``) would load the model again to
+    predict its input example; the requirement check would scan every installed
+    distribution to confirm pins that ``requirements()`` read from those same
+    distributions. Loading in a fresh process and serving are tested instead.
+    """
 
     @staticmethod
     def save_model(**kwargs: Any) -> Any:
         import mlflow.pyfunc
+        import mlflow.utils.environment as environment
 
         kwargs.pop("validate_serving_input", None)
-        return mlflow.pyfunc.save_model(**kwargs)
+        check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+        if check is not None:
+            environment.warn_dependency_requirement_mismatches = lambda *_a, **_k: None
+        try:
+            return mlflow.pyfunc.save_model(**kwargs)
+        finally:
+            if check is not None:
+                environment.warn_dependency_requirement_mismatches = check
 
 
 def input_schema(frame: pd.DataFrame, features: list[str]) -> Any:
