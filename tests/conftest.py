@@ -99,3 +99,25 @@ def project(tmp_path: Path, table: pd.DataFrame, write_config: Callable[..., Pat
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+def use_small_models(mp: pytest.MonkeyPatch, n_estimators: int = 40) -> None:
+    """Make every uplift and churn-risk model small and single-threaded while ``mp`` is active.
+
+    Small base models keep fixture training to seconds; one thread each, because two
+    LightGBM threads per fit on a busy two-core machine can make fits far slower.
+    """
+    from uplift.models import ChurnRiskModel, UpliftModel
+
+    uplift_init, risk_init = UpliftModel.__init__, ChurnRiskModel.__init__
+
+    def small_uplift(self: UpliftModel, *args: object, **kwargs: object) -> None:
+        uplift_init(self, *args, **kwargs)
+        self.params, self.n_jobs = {"n_estimators": n_estimators}, 1
+
+    def small_risk(self: ChurnRiskModel, *args: object, **kwargs: object) -> None:
+        risk_init(self, *args, **kwargs)
+        self.n_jobs = 1
+
+    mp.setattr(UpliftModel, "__init__", small_uplift)
+    mp.setattr(ChurnRiskModel, "__init__", small_risk)

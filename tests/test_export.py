@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import base_config
+from conftest import base_config, use_small_models
 from mlflow import MlflowClient
 
 from uplift import registry
@@ -27,7 +27,6 @@ from uplift.config import load_config
 from uplift.data import load_dataset
 from uplift.errors import UpliftWarning
 from uplift.export import export_recommendations
-from uplift.models import ChurnRiskModel, UpliftModel
 from uplift.simulate import simulate_customers
 from uplift.tracking import use_store
 from uplift.training import train_models
@@ -78,19 +77,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     config = folder / "config.yaml"
     config.write_text(yaml.safe_dump(mapping), encoding="utf-8")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    uplift_init, risk_init = UpliftModel.__init__, ChurnRiskModel.__init__
-
-    def fast_uplift(self: UpliftModel, *args: object, **kwargs: object) -> None:
-        uplift_init(self, *args, **kwargs)
-        self.params, self.n_jobs = {"n_estimators": 40}, 1
-
-    def fast_risk(self: ChurnRiskModel, *args: object, **kwargs: object) -> None:
-        risk_init(self, *args, **kwargs)
-        self.n_jobs = 1
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(UpliftModel, "__init__", fast_uplift)
-        mp.setattr(ChurnRiskModel, "__init__", fast_risk)
+        use_small_models(mp)
         mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
         cfg = load_config(config)
         dataset = load_dataset(cfg)

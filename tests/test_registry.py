@@ -19,14 +19,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import base_config
+from conftest import base_config, use_small_models
 from mlflow import MlflowClient
 
 from uplift import registry
 from uplift.config import load_config
 from uplift.data import load_dataset
 from uplift.errors import ModelNotFoundError
-from uplift.models import ChurnRiskModel, UpliftModel
 from uplift.training import train_models
 
 NAME = "registry-test"
@@ -84,21 +83,8 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Registered:
     config_path = folder / "config.yaml"
     config_path.write_text(yaml.safe_dump(mapping), encoding="utf-8")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    uplift_init, risk_init = UpliftModel.__init__, ChurnRiskModel.__init__
-
-    # Small base models, one thread each: two LightGBM threads per fit on a busy
-    # two-core machine can make the fits a hundred times slower.
-    def fast_uplift(self: UpliftModel, *args: object, **kwargs: object) -> None:
-        uplift_init(self, *args, **kwargs)
-        self.params, self.n_jobs = FAST, 1
-
-    def fast_risk(self: ChurnRiskModel, *args: object, **kwargs: object) -> None:
-        risk_init(self, *args, **kwargs)
-        self.n_jobs = 1
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(UpliftModel, "__init__", fast_uplift)
-        mp.setattr(ChurnRiskModel, "__init__", fast_risk)
+        use_small_models(mp, FAST["n_estimators"])
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
         cfg = load_config(config_path)
