@@ -45,14 +45,14 @@ def profile_features(frame: pd.DataFrame, features: Sequence[str],
             quantiles = np.quantile(finite, np.linspace(0, 1, NUMERIC_BINS + 1)[1:-1]) \
                 if finite.size else np.array([])
             entry = {"kind": "numeric", "edges": np.unique(quantiles).tolist()}
-        counts_ = _bin_counts(entry, values)
+        counts_ = bin_counts(entry, values)
         entry["shares"] = (counts_ / max(counts_.sum(), 1)).tolist()
         entry["rows"] = int(len(values))
         profile[name] = entry
     return profile
 
 
-def _bin_counts(entry: Mapping[str, Any], values: pd.Series) -> np.ndarray:
+def bin_counts(entry: Mapping[str, Any], values: pd.Series) -> np.ndarray:
     """Counts per bin: the regular bins, then ``other`` (categorical) and ``missing``."""
     if entry["kind"] == "numeric":
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
@@ -89,7 +89,7 @@ class DriftMonitor:
     def update(self, frame: pd.DataFrame) -> DriftMonitor:
         """Count one chunk of scored customers."""
         for name, entry in self.profile.items():
-            self.counts_[name] += _bin_counts(entry, frame[name])
+            self.counts_[name] += bin_counts(entry, frame[name])
         return self
 
     def psi(self) -> dict[str, float]:

@@ -440,12 +440,6 @@ def _picked(matrix: np.ndarray, choice: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- writing
 
 
-def output_columns(plan: ScoringPlan) -> list[str]:
-    """The export's columns in SPEC order."""
-    return [plan.id_column, "offer", "holdout", "churn_risk",
-            *(uplift_column(a) for a in plan.arms), "net_value", "rank"]
-
-
 def output_schema(plan: ScoringPlan, id_type: Any) -> Any:
     """The export's arrow schema in SPEC column order (the id keeps its input type)."""
     import pyarrow as pa

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .drift import DriftMonitor, _bin_counts
+from .drift import DriftMonitor, bin_counts
 from .errors import DataError, Problem
 from .export import ScoringPlan, canonical_frame, cost_column, eligible_column, net_column
 from .models import uplift_column
@@ -93,9 +93,10 @@ def score_spark(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMo
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             scored = plan.score(batch[columns], first_row=None)
-            scored[_HASH_SIGNED] = scored.pop("_hash").to_numpy(np.uint64).view(np.int64)
+            # Spark has no unsigned 64-bit type: the hash travels as a signed long.
+            scored["_hash"] = scored["_hash"].to_numpy(np.uint64).view(np.int64)
             scored.insert(0, _ROW, batch[_ROW].to_numpy())
-            yield scored.rename(columns={_HASH_SIGNED: "_hash"})
+            yield scored
 
     profile = monitor.profile
 
@@ -104,7 +105,7 @@ def score_spark(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMo
             canonical = canonical_frame(batch[columns], plan)
             rows = []
             for name, entry in profile.items():
-                for index, n in enumerate(_bin_counts(entry, canonical[name])):
+                for index, n in enumerate(bin_counts(entry, canonical[name])):
                     rows.append((name, index, float(n)))
             yield pd.DataFrame(rows, columns=["feature", "bin", "n"])
 
@@ -131,5 +132,3 @@ def score_spark(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMo
         advance(len(part))
         yield part
 
-
-_HASH_SIGNED = "_hash_signed"
