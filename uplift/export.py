@@ -52,6 +52,7 @@ from .models import uplift_column
 from .optimize import assign_offers
 from .policy import eligibility, net_values, policy_scores
 from .tables import atomic_path, file_sha256, read_header, remove_stale_temps, table_format
+from .training import churn_probabilities
 
 DEFAULT_CHUNK_SIZE = 200_000
 OUTPUT_BLOCK = 65_536  # rows per parquet row group, whatever the chunk size
@@ -133,11 +134,11 @@ class ScoringPlan:
         hashes = id_hashes(ids, self.hash_key)
         if len(frame):
             scores = self.model.predict(frame)
-            p_control = scores["churn_risk"].to_numpy(dtype=float)
+            p_control, p_arms = churn_probabilities(scores, self.arms)
             uplift = scores[[uplift_column(a) for a in self.arms]].to_numpy(dtype=float)
         else:  # the models refuse zero rows
             p_control, uplift = np.zeros(0), np.zeros((0, len(self.arms)))
-        p_arms = np.clip(p_control[:, None] - uplift, 1e-6, 1 - 1e-6)
+            p_arms = uplift.copy()
         if self.value_column:
             value = frame[self.value_column].to_numpy(dtype=float)
             bad = ~np.isfinite(value) | (value < 0)
