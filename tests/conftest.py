@@ -1,9 +1,15 @@
-"""Shared fixtures: a small hand-built RCT table, config writing, and a CLI runner."""
+"""Shared fixtures: a hand-built RCT table, config writing, a CLI runner, simulated runs.
+
+Small models come from the config (``model.params``), as a user would set them; the
+trained run and the registered-model store are built once per session.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +78,38 @@ def set_key(mapping: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     return out
 
 
+# --------------------------------------------------------------------------- tools
+
+CHROMIUM = Path("/usr/bin/chromium")
+_BROWSER_CHECKS: list[str] = []
+
+
+def require_browser() -> Path:
+    """Debian's Chromium, for tests that look at pages as a user would.
+
+    Missing, it skips the calling test on a workstation; under CI (``CI`` set) it fails
+    it, so a browser check can never pass unnoticed by not running.
+    """
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+def record_browser_check(what: str) -> None:
+    """Note that a browser check ran to its end (summarised after the tests)."""
+    _BROWSER_CHECKS.append(what)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many browser checks ran (CI looks for this line)."""
+    terminalreporter.write_line(
+        f"browser checks run in {CHROMIUM}: {len(_BROWSER_CHECKS)}"
+        + (f" ({', '.join(_BROWSER_CHECKS)})" if _BROWSER_CHECKS else ""))
+
+
 @pytest.fixture
 def table() -> pd.DataFrame:
     return make_table()
@@ -101,23 +139,138 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def use_small_models(mp: pytest.MonkeyPatch, n_estimators: int = 40) -> None:
-    """Make every uplift and churn-risk model small and single-threaded while ``mp`` is active.
+# --------------------------------------------------------------------------- simulated runs
 
-    Small base models keep fixture training to seconds; one thread each, because two
-    LightGBM threads per fit on a busy two-core machine can make fits far slower.
+SMALL = {"n_estimators": 40}  # base models small enough to fit in well under a second
+CATEGORICAL = ["plan", "contract", "region", "payment_method"]
+DESCRIPTION = "Q4 <script>alert('x')</script> & friends"
+REGISTERED = "retention-uplift"  # the default registered model name
+
+
+def small_params(*learners: str) -> dict[str, dict[str, Any]]:
+    """``model.params`` that make the named learners and the churn-risk model small."""
+    return {name: dict(SMALL) for name in (*learners, "churn_risk")}
+
+
+def simulated_config(customers: int = 6000, seed: int = 4, learners: tuple[str, ...] = ("s", "t"),
+                     model_seed: int = 3, **top: Any) -> dict[str, Any]:
+    """A config mapping on simulated customers with small models; ``top`` adds keys."""
+    mapping: dict[str, Any] = {
+        "name": "simulated-test", "period": "2026-10",
+        "data": {"simulate": {"customers": customers, "seed": seed}, "value": "monthly_revenue",
+                 "categorical": list(CATEGORICAL)},
+        "arms": base_config()["arms"], "allocation": base_config()["allocation"],
+        "model": {"learners": list(learners), "seed": model_seed,
+                  "params": small_params(*learners)},
+    }
+    mapping.update(top)
+    return mapping
+
+
+@dataclass(frozen=True)
+class SimulatedRun:
+    """A config, its data, readout and trained models: 6,000 customers, s and t learners."""
+
+    path: Path
+    cfg: Any
+    dataset: Any
+    rct: Any
+    training: Any
+
+
+@pytest.fixture(scope="session")
+def simulated_run(tmp_path_factory: pytest.TempPathFactory) -> SimulatedRun:
+    """Trained once for every test that reads a training result (under a budget and cap)."""
+    from uplift.analysis import analyze_dataset
+    from uplift.config import load_config
+    from uplift.data import load_dataset
+    from uplift.training import train_models
+
+    path = tmp_path_factory.mktemp("simulated") / "c.yaml"
+    path.write_text(yaml.safe_dump(simulated_config(
+        name="report-test", description=DESCRIPTION,
+        policy={"budget": 3000.0, "capacity": {"webinar": 400}})))
+    cfg = load_config(path)
+    dataset = load_dataset(cfg)
+    return SimulatedRun(path, cfg, dataset, analyze_dataset(dataset, cfg),
+                        train_models(dataset, cfg))
+
+
+@dataclass(frozen=True)
+class RegisteredStore:
+    """A small model logged, registered (candidate) and promoted (champion) in a store.
+
+    Shared by the registry and export tests; a test that moves an alias puts it back.
     """
-    from uplift.models import ChurnRiskModel, UpliftModel
 
-    uplift_init, risk_init = UpliftModel.__init__, ChurnRiskModel.__init__
+    folder: Path
+    uri: str
+    config: Path
+    mapping: dict[str, Any]
+    client: Any
+    experiment_id: str
+    run_id: str
+    model_uri: str
+    version: str
+    columns: list[str]
+    rows: pd.DataFrame
+    expected: pd.DataFrame
+    customers: pd.DataFrame
+    customers_csv: Path
+    customers_parquet: Path
 
-    def small_uplift(self: UpliftModel, *args: object, **kwargs: object) -> None:
-        uplift_init(self, *args, **kwargs)
-        self.params, self.n_jobs = {"n_estimators": n_estimators}, 1
+    def env(self) -> dict[str, str]:
+        """A subprocess environment that points MLflow at the store and sends nothing out."""
+        import os
+        import sys
 
-    def small_risk(self: ChurnRiskModel, *args: object, **kwargs: object) -> None:
-        risk_init(self, *args, **kwargs)
-        self.n_jobs = 1
+        # `mlflow models serve` runs `uvicorn` from PATH: put this interpreter's bin first.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        return {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": self.uri,
+                "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
-    mp.setattr(UpliftModel, "__init__", small_uplift)
-    mp.setattr(ChurnRiskModel, "__init__", small_risk)
+
+@pytest.fixture(scope="session")
+def registered_store(tmp_path_factory: pytest.TempPathFactory) -> RegisteredStore:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from uplift import registry
+    from uplift.config import load_config
+    from uplift.data import load_dataset
+    from uplift.simulate import simulate_customers
+    from uplift.tracking import use_store
+    from uplift.training import train_models
+
+    folder = tmp_path_factory.mktemp("store")
+    mapping = simulated_config(customers=4000, seed=21, learners=("s",), model_seed=9,
+                               name=REGISTERED, policy={"holdout": 0.1},
+                               tracking={"registered_model": REGISTERED})
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(mapping), encoding="utf-8")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        cfg = load_config(config)
+        dataset = load_dataset(cfg)
+        model = train_models(dataset, cfg).model
+        client = MlflowClient(uri)
+        experiment_id = client.create_experiment(
+            REGISTERED, artifact_location=(folder / "artifacts").as_uri())
+        with use_store(uri):
+            with mlflow.start_run(experiment_id=experiment_id) as run:
+                info = registry.log_model(model, dataset, config.read_text(encoding="utf-8"))
+            version = registry.register(client, info.model_uri, REGISTERED, run.info.run_id)
+        registry.promote(client, REGISTERED)
+
+    rows = dataset.frame.head(30).reset_index(drop=True)
+    customers = simulate_customers(20_000, seed=77).customers.drop(columns=["arm", "churned"])
+    csv_path, parquet_path = folder / "customers.csv", folder / "customers.parquet"
+    customers.to_csv(csv_path, index=False)
+    customers.to_parquet(parquet_path, index=False)
+    return RegisteredStore(
+        folder=folder, uri=uri, config=config, mapping=mapping, client=client,
+        experiment_id=experiment_id, run_id=run.info.run_id, model_uri=info.model_uri,
+        version=version, columns=["churn_risk", *(f"uplift_{arm}" for arm in cfg.arm_names)],
+        rows=rows, expected=model.predict(rows), customers=customers, customers_csv=csv_path,
+        customers_parquet=parquet_path)

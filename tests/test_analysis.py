@@ -331,7 +331,12 @@ def test_frame_and_markdown() -> None:
     assert lines[0].startswith("| group |")
     assert len({line.count("|") for line in lines[:6]}) == 1  # every table row has all cells
     assert all(arm in md for arm in ARMS)
-    assert "SRM check: OK" in md or "mismatch detected" in md
+    counts = frame.set_index("group")["n"]
+    p = srm_pvalue([int(counts[g]) for g in SHARES], list(SHARES.values()))
+    assert p >= 0.001  # the table was drawn with these shares
+    assert not result.srm_detected
+    assert f"SRM check: OK (chi-square p = {p:.4f})" in md
+    assert "mismatch detected" not in md
 
 
 @pytest.mark.parametrize(
@@ -346,7 +351,7 @@ def test_frame_and_markdown() -> None:
         ({"alpha": 1.5}, "alpha must be"),
         ({"arms": []}, "at least one offer arm"),
         ({"arms": ["a", "a"]}, "distinct"),
-        ({"allocation": {"control": 0.5}}, r"allocation.*missing \['a'\]"),
+        ({"allocation": {"control": 0.5}}, r"allocation: no share for 'a'"),
         ({"allocation": {"control": 0.5, "a": 0.6}}, "sum to 1"),
     ],
 )

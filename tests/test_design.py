@@ -218,7 +218,7 @@ def test_frame_and_markdown() -> None:
         ({"correction": "sidak"}, "correction must be one of"),
         ({"arms": []}, "at least one offer arm"),
         ({"arms": ["control"]}, "distinct"),
-        ({"allocation": {"control": 0.5, "a": 0.5}}, r"allocation.*missing \['b'\]"),
+        ({"allocation": {"control": 0.5, "a": 0.5}}, r"allocation: no share for 'b'"),
         ({"allocation": {"control": 0.5, "a": 0.3, "b": 0.3}}, "sum to 1"),
         ({"allocation": {"control": 0.5, "a": 0.5, "b": 0.0}}, "between 0 and 1"),
     ],

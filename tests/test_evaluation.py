@@ -1,57 +1,63 @@
-"""Held-out split, Qini / AUUC per offer (against causalml called independently), deciles."""
+"""Held-out split, Qini / AUUC per offer and decile tables, on cases worked out by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from causalml.metrics import auuc_score, qini_score
 
 from uplift.evaluation import decile_table, split_holdout, uplift_scores
 
-ARMS = ["discount_20", "webinar"]
+# Three control rows, three for offer "a", two for offer "b". Scores are the predicted
+# churn reduction; the outcome the metrics use is retention, y = 1 - churned.
+TREATMENT = np.array(["a", "c", "a", "c", "a", "c", "b", "b"], dtype=object)
+CHURNED = np.array([0, 1, 0, 0, 1, 1, 0, 1])
+UPLIFT = pd.DataFrame({
+    "uplift_a": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.0, 1.0],  # b's rows must not count for a
+    "uplift_b": [0.0, 0.3, 0.0, 0.2, 0.0, 0.1, 0.95, 0.05],
+})
 
 
-def readout(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    rng = np.random.default_rng(seed)
-    treatment = rng.choice(["control", *ARMS], n, p=[0.4, 0.3, 0.3]).astype(object)
-    signal = rng.normal(size=n)
-    p = 0.3 - 0.1 * (treatment == "discount_20") * (signal > 0) + 0.05 * (
-        treatment == "webinar")
-    churned = (rng.random(n) < p).astype(int)
-    uplift = pd.DataFrame({"uplift_discount_20": signal + rng.normal(0, 0.5, n),
-                           "uplift_webinar": rng.normal(size=n)})
-    return treatment, churned, uplift
-
-
-def test_qini_and_auuc_equal_causalml_per_arm() -> None:
-    treatment, churned, uplift = readout()
-    got = uplift_scores(treatment, churned, uplift, "control", ARMS)
-    for arm in ARMS:
-        mask = np.isin(treatment, ["control", arm])
-        frame = pd.DataFrame({"y": 1 - churned[mask], "w": (treatment[mask] == arm).astype(int),
-                              "tau_hat": uplift[f"uplift_{arm}"].to_numpy()[mask]})
-        assert got[f"qini_{arm}"] == pytest.approx(
-            qini_score(frame, outcome_col="y", treatment_col="w", normalize=True)["tau_hat"],
-            abs=1e-12)
-        assert got[f"auuc_{arm}"] == pytest.approx(
-            auuc_score(frame, outcome_col="y", treatment_col="w", normalize=True)["tau_hat"],
-            abs=1e-12)
-    assert set(got) == {f"{m}_{a}" for m in ("qini", "auuc") for a in ARMS}
+def test_qini_and_auuc_per_offer_match_the_hand_computation() -> None:
+    got = uplift_scores(TREATMENT, CHURNED, UPLIFT, "c", ["a", "b"])
+    # Offer a, rows by score: a y=1, c y=0, a y=1, c y=1, a y=0, c y=0.
+    # Qini after k rows, y_a - y_c * n_a / n_c: k=1 undefined (no control yet, so the
+    # curve interpolates 0.5), then 1, 2, 1, 0.5, 1. Normalized by the last point (1) the
+    # curve 0, .5, 1, 2, 1, .5, 1 sums to 6; the random line 0..1 over 7 points to 3.5.
+    assert got["qini_a"] == pytest.approx((6 - 3.5) / 7, abs=1e-12)
+    # Lift y_a / n_a - y_c / n_c: k=1 interpolated 0.5, then 1, 1, 1/2, 1/6, 1/3; gain =
+    # lift * k = 0, .5, 2, 3, 2, 5/6, 2, normalized by 2, sums to 31/6 over 7 points.
+    assert got["auuc_a"] == pytest.approx(31 / 42, abs=1e-12)
+    # Offer b, rows by score: b y=1, c y=0, c y=1, c y=0, b y=0. Qini 0, .5, 1, 1/2, 2/3,
+    # 1/3 normalized by 1/3 sums to 9; random line 0..1 over 6 points sums to 3.
+    assert got["qini_b"] == pytest.approx((9 - 3) / 6, abs=1e-12)
+    # Lift 0, .5, 1, 1/2, 2/3, 1/6; gain 0, .5, 2, 1.5, 8/3, 5/6, normalized by 5/6: sum 9.
+    assert got["auuc_b"] == pytest.approx(9 / 6, abs=1e-12)
+    assert set(got) == {"qini_a", "auuc_a", "qini_b", "auuc_b"}
 
 
 def test_a_model_that_finds_whom_the_offer_keeps_scores_above_a_reversed_one() -> None:
-    treatment, churned, uplift = readout(20_000, seed=1)
-    good = uplift_scores(treatment, churned, uplift, "control", ARMS)
-    reversed_ = uplift_scores(treatment, churned, -uplift, "control", ARMS)
-    assert good["qini_discount_20"] > 0 > reversed_["qini_discount_20"]
+    rng = np.random.default_rng(1)
+    n = 20_000
+    treatment = rng.choice(["control", "offer"], n).astype(object)
+    signal = rng.normal(size=n)
+    p = 0.3 - 0.1 * (treatment == "offer") * (signal > 0)
+    churned = (rng.random(n) < p).astype(int)
+    uplift = pd.DataFrame({"uplift_offer": signal + rng.normal(0, 0.5, n)})
+    good = uplift_scores(treatment, churned, uplift, "control", ["offer"])
+    reversed_ = uplift_scores(treatment, churned, -uplift, "control", ["offer"])
+    assert good["qini_offer"] > 0 > reversed_["qini_offer"]
 
 
 def test_split_is_seeded_and_stratified() -> None:
-    treatment, churned, _ = readout(10_000)
+    rng = np.random.default_rng(0)
+    treatment = rng.choice(["control", "a", "b"], 10_000, p=[0.4, 0.3, 0.3]).astype(object)
+    churned = (rng.random(10_000) < 0.3).astype(int)
     train, test = split_holdout(treatment, churned, 0.3, seed=5)
     again = split_holdout(treatment, churned, 0.3, seed=5)
+    other = split_holdout(treatment, churned, 0.3, seed=6)
     np.testing.assert_array_equal(test, again[1])
+    assert not np.array_equal(test, other[1])
     assert len(np.intersect1d(train, test)) == 0
     assert len(train) + len(test) == len(treatment)
     strata = pd.Series([f"{t}|{c}" for t, c in zip(treatment, churned, strict=True)])
@@ -59,18 +65,20 @@ def test_split_is_seeded_and_stratified() -> None:
     assert share.between(0.29, 0.31).all()
 
 
-def test_decile_table_counts_and_observed_uplift() -> None:
-    treatment, churned, uplift = readout(5000, seed=2)
-    table = decile_table(treatment, churned, uplift, "control", ARMS)
-    assert list(table["decile"].unique()) == list(range(1, 11))
-    for arm in ARMS:
-        part = table[table["arm"] == arm]
-        assert part["n_arm"].sum() == (treatment == arm).sum()
-        assert part["n_control"].sum() == (treatment == "control").sum()
-        first = part[part["decile"] == 1].iloc[0]
-        assert first["observed_uplift"] == pytest.approx(
-            first["churn_rate_control"] - first["churn_rate_arm"])
-    discount = table[table["arm"] == "discount_20"].set_index("decile")
-    # The informative score puts the customers the discount keeps in the top deciles.
-    assert discount.loc[1:3, "observed_uplift"].mean() > discount.loc[8:10,
-                                                                       "observed_uplift"].mean()
+def test_decile_table_by_hand_with_two_bins() -> None:
+    # Offer a and control, 4 rows each, in halves by predicted uplift (1 = highest).
+    treatment = np.array(["a", "c", "a", "c", "a", "c", "a", "c", "b"], dtype=object)
+    churned = np.array([0, 1, 0, 1, 1, 0, 1, 1, 0])
+    uplift = pd.DataFrame({"uplift_a": [8, 7, 6, 5, 4, 3, 2, 1, 9.0]})
+    table = decile_table(treatment, churned, uplift, "c", ["a"], bins=2)
+    top, bottom = (table.iloc[i] for i in range(2))
+    assert list(table["decile"]) == [1, 2]
+    # Top half: a churned 0 of 2, control 2 of 2 -> observed uplift 1 - 0 = 1.
+    assert (top["n_arm"], top["n_control"]) == (2, 2)
+    assert top["churn_rate_arm"] == 0.0
+    assert top["churn_rate_control"] == 1.0
+    assert top["observed_uplift"] == 1.0
+    assert top["predicted_uplift"] == pytest.approx((8 + 7 + 6 + 5) / 4)
+    # Bottom half: a churned 2 of 2, control 1 of 2 -> observed uplift 0.5 - 1 = -0.5.
+    assert bottom["observed_uplift"] == pytest.approx(-0.5)
+    assert bottom["predicted_uplift"] == pytest.approx((4 + 3 + 2 + 1) / 4)

@@ -84,13 +84,11 @@ def test_dr_by_hand() -> None:
     rng = np.random.default_rng(3)
     pred = {g: rng.uniform(0.1, 0.6, 8) for g in TINY_PROP}
     est = tiny(estimator="doubly robust", predicted_churn=pred)
-    e = np.array([TINY_PROP[t] for t in TINY_T])
     mu_c = pred["c"]
     mu_p = np.array([pred[r][i] for i, r in enumerate(TINY_REC)])
     e_p = np.array([TINY_PROP[r] for r in TINY_REC])
     psi_c = mu_c + (TINY_T == "c") / 0.5 * (TINY_Y - mu_c)
     psi_p = mu_p + (TINY_T == TINY_REC) / e_p * (TINY_Y - mu_p)
-    assert e.shape == (8,)
     fixed = np.array([{"c": 0, "A": 2, "B": 0}[r] for r in TINY_REC])
     share = np.array([{"c": 0, "A": 0, "B": 0.3}[r] for r in TINY_REC])
     cost = fixed + share * TINY_V * (1 - psi_p)

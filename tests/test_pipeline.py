@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,26 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import base_config
+from conftest import base_config, small_params
 from mlflow import MlflowClient
 
 from uplift.cli import cli
-from uplift.models import UpliftModel
 from uplift.tracking import TAGS, open_client, spec_metric_names
-
-FAST = {"n_estimators": 40}
-
-
-@pytest.fixture(autouse=True)
-def fast_learners(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = UpliftModel.__init__
-
-    def init(self: UpliftModel, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        if self.learner in ("s", "t"):
-            self.params = FAST
-
-    monkeypatch.setattr(UpliftModel, "__init__", init)
 
 
 def write_config(folder: Path, **changes: object) -> Path:
@@ -39,7 +25,7 @@ def write_config(folder: Path, **changes: object) -> Path:
         "name": "pipeline-test", "period": "2026-10",
         "data": {"simulate": {"customers": 5000, "seed": 8}, "value": "monthly_revenue"},
         "arms": base_config()["arms"], "allocation": base_config()["allocation"],
-        "model": {"learners": ["s", "t"], "seed": 2},
+        "model": {"learners": ["s", "t"], "seed": 2, "params": small_params("s", "t")},
         "baseline": {"churn_rate": 0.3},
         "tracking": {"registered_model": "pipeline-model"},
         **changes,
@@ -76,6 +62,13 @@ def test_run_logs_every_spec_name_child_runs_and_registers(
     version = client.get_model_version_by_alias("pipeline-model", "candidate")
     assert version.run_id == run_id
     assert (tmp_path / "reports" / "2026-10" / "report.html").exists()
+    # The training table is the run's dataset input.
+    (entry,) = run.inputs.dataset_inputs
+    assert entry.dataset.digest == run.data.tags["data_sha256"][:36]
+    assert entry.dataset.name == "simulated-5000-seed8"
+    assert [t.value for t in entry.tags if t.key == "mlflow.data.context"] == ["training"]
+    schema = json.loads(entry.dataset.schema)["mlflow_colspec"]
+    assert {"customer_id", "arm", "churned", "tenure_months"} <= {c["name"] for c in schema}
 
 
 def test_bad_config_creates_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,3 +165,61 @@ def test_two_concurrent_runs_both_finish_with_distinct_versions(tmp_path: Path) 
     versions = client.search_model_versions("name = 'pipeline-model'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
     assert {v.run_id for v in versions} == {r.info.run_id for r in parents}
+
+
+def test_the_report_folder_is_replaced_whole(tmp_path: Path) -> None:
+    from uplift.pipeline import replace_folder
+
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "report.html").write_text("new")
+    target = tmp_path / "reports" / "2026-10"
+    target.mkdir(parents=True)
+    (target / "report.html").write_text("old")
+    (target / "stale.png").write_text("old plot")
+    assert replace_folder(new, target) == target
+    assert sorted(p.name for p in target.iterdir()) == ["report.html"]
+    assert (target / "report.html").read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["2026-10"]  # nothing aside
+
+
+def test_a_failed_copy_leaves_the_previous_report(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from uplift import pipeline
+
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "report.html").write_text("new")
+    target = tmp_path / "reports" / "2026-10"
+    target.mkdir(parents=True)
+    (target / "report.html").write_text("old")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shutil, "copytree", broken)
+    with pytest.raises(OSError, match="disk full"):
+        pipeline.replace_folder(new, target)
+    assert (target / "report.html").read_text() == "old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["2026-10"]
+
+
+def test_a_notebook_run_can_keep_the_report_elsewhere_or_only_in_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uplift.pipeline import run_experiment
+
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path, data={"simulate": {"customers": 3000, "seed": 8},
+                                          "value": "monthly_revenue"},
+                          model={"learners": ["s"], "ensemble": False,
+                                 "params": small_params("s")})
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    result = run_experiment(config, tracking_uri=uri, reports=tmp_path / "elsewhere")
+    assert result.report_path == tmp_path / "elsewhere" / "2026-10" / "report.html"
+    assert result.report_path.is_file()
+    again = run_experiment(config, tracking_uri=uri, period="2026-11", reports=None)
+    assert str(again.report_path) == f"runs:/{again.run_id}/report/report.html"
+    assert not (tmp_path / "reports").exists()

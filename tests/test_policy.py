@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,15 +19,19 @@ from scipy.optimize import LinearConstraint, milp
 
 from uplift import optimize
 from uplift.config import ArmConfig, ExperimentConfig
+from uplift.errors import UpliftWarning
 from uplift.policy import (
     REL_TOL,
     Assignment,
     PolicyResult,
     assign_offers,
     build_policy,
+    choose_offers,
     eligibility,
     net_values,
     offer_costs,
+    optimality_warning,
+    score_offers,
 )
 
 SPEC_ARMS = [
@@ -311,7 +316,6 @@ def test_budget_tolerance_is_relative_and_tiny() -> None:
         ({"capacity": [1, 2.5]}, "capacity\\[1\\]"),
         ({"capacity": [True, None]}, "capacity\\[0\\]"),
         ({"min_score": math.nan}, "min_score"),
-        ({"time_limit": 0}, "time_limit"),
     ],
 )
 def test_invalid_inputs_are_rejected(kwargs: dict[str, Any], match: str) -> None:
@@ -646,3 +650,119 @@ def test_policy_rejects_unknown_capacity_and_mismatched_rows() -> None:
         build_policy(p_control, p_arms, value, frame, config(), capacity={"webinar": -1})
     with pytest.raises(ValueError, match="rows"):
         build_policy(p_control, p_arms, value, frame.iloc[:5], config())
+
+
+# --- accepted losses (a negative min_net_value), optimality, machine speed ------------
+
+
+def test_a_negative_min_net_value_never_trades_a_gain_for_losses() -> None:
+    # One budget of 10: customer 0's offer nets +5 and costs 10; customers 1 and 2 each
+    # net -1 and cost 5. Losses down to -10 are accepted, so all three offers may be made,
+    # but the budget buys either the gain or the two losses: the gain it is.
+    score = np.array([[5.0], [-1.0], [-1.0]])
+    cost = np.array([[10.0], [5.0], [5.0]])
+    result = choose_offers(score, cost, np.ones((3, 1), dtype=bool), min_score=-10.0,
+                           budget=10.0)
+    assert result.choice.tolist() == [0, -1, -1]
+    assert result.objective == 5.0
+    # Without the budget every offer above the threshold is made, losses included.
+    free = choose_offers(score, cost, np.ones((3, 1), dtype=bool), min_score=-10.0)
+    assert free.choice.tolist() == [0, 0, 0]
+    assert free.objective == 3.0
+    assert free.optimal
+
+
+def test_build_policy_maximises_true_net_value_under_a_negative_min_net_value() -> None:
+    p_control, p_arms, value, frame = customers(seed=3)
+    loose = config(min_net_value=-3.0, budget=200.0)
+    strict = config(min_net_value=0.0, budget=200.0)
+    with_losses = build_policy(p_control, p_arms, value, frame, loose)
+    gains_only = build_policy(p_control, p_arms, value, frame, strict)
+    # The same budget never earns less because losses are allowed.
+    assert with_losses.total_net_value >= gains_only.total_net_value - 1e-9
+    assert with_losses.total_cost <= 200.0 * (1 + REL_TOL)
+    offered = with_losses.offer != loose.control
+    assert (with_losses.net_value[offered] > -3.0).all()
+
+
+def best_gain(score: np.ndarray, cost: np.ndarray, budget: float) -> float:
+    """The best total of positive scores one offer can earn under the budget, by enumeration."""
+    best = 0.0
+    for combo in itertools.product([False, True], repeat=score.shape[0]):
+        take = np.array(combo)
+        if (score[take, 0] > 0).all() and cost[take, 0].sum() <= budget + 1e-9:
+            best = max(best, float(score[take, 0].sum()))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_losses_fill_only_what_the_best_gains_leave(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 7
+    score = rng.integers(-4, 5, size=(n, 1)).astype(float)
+    cost = rng.integers(1, 6, size=(n, 1)).astype(float)
+    budget = float(rng.integers(3, 20))
+    result = choose_offers(score, cost, np.ones((n, 1), dtype=bool), min_score=-2.5,
+                           budget=budget)
+    made = result.choice >= 0
+    gains = made & (score[:, 0] > 0)
+    # The gains are the best the budget can buy: losses displaced none of them.
+    assert score[gains, 0].sum() == pytest.approx(best_gain(score, cost, budget))
+    assert cost[made, 0].sum() <= budget * (1 + REL_TOL)
+    assert (score[made, 0] > -2.5).all()
+    assert result.objective == pytest.approx(score[made, 0].sum())
+    # Every accepted loss left out is one the remaining budget cannot pay for.
+    left = budget - cost[made, 0].sum()
+    skipped = ~made & (score[:, 0] > -2.5) & (score[:, 0] <= 0)
+    assert (cost[skipped, 0] > left - 1e-9).all()
+
+
+def test_the_offer_scores_are_what_the_spec_formula_says() -> None:
+    p_control, p_arms, value, frame = customers(n=50, seed=4)
+    cfg = config(min_net_value=1.5)
+    offers = score_offers(p_control, p_arms, value, frame, cfg)
+    net, cost = net_values(p_control, p_arms, value, cfg.arms, cfg.value_horizon_months)
+    np.testing.assert_array_equal(offers.net, net)
+    np.testing.assert_array_equal(offers.cost, cost)
+    np.testing.assert_array_equal(offers.uplift, p_control[:, None] - p_arms)
+    np.testing.assert_array_equal(offers.score, net)
+    assert offers.min_score == 1.5
+    np.testing.assert_array_equal(offers.allowed,
+                                  eligibility(frame, cfg.arms) & (net > 1.5))
+    reduction = score_offers(p_control, p_arms, value, frame,
+                             config(objective="churn_reduction", min_net_value=1.5))
+    np.testing.assert_array_equal(reduction.score, p_control[:, None] - p_arms)
+    assert reduction.min_score == 0.0
+
+
+def test_an_assignment_not_proven_optimal_is_said_on_stderr_with_its_gap() -> None:
+    proven = Assignment(choice=np.array([0]), objective=10.0, total_cost=1.0,
+                        counts=np.array([1]), budget_multiplier=0.0,
+                        capacity_multipliers=np.zeros(1), upper_bound=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optimality_warning(proven, "customers.csv")
+    loose = Assignment(choice=np.array([0]), objective=10.0, total_cost=1.0,
+                       counts=np.array([1]), budget_multiplier=0.0,
+                       capacity_multipliers=np.zeros(1), upper_bound=10.5)
+    with pytest.warns(UpliftWarning, match=r"customers.csv: the offer assignment is not "
+                      r"proven optimal; it is within 0\.5 \(4\.8e-02 of the total\)"):
+        optimality_warning(loose, "customers.csv")
+
+
+def test_the_milp_steps_have_no_wall_clock_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+    real = optimize.milp
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(dict(kwargs.get("options") or {}))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimize, "milp", spy)
+    rng = np.random.default_rng(7)
+    score = rng.uniform(0, 10, size=(400, 3))
+    cost = rng.uniform(1, 5, size=(400, 3))
+    result = assign_offers(score, cost, budget=300.0, capacity=[40, None, 60])
+    assert seen, "the instance should need a MILP step"
+    assert all("time_limit" not in options and options["node_limit"] > 0 for options in seen)
+    assert result.total_cost <= 300.0 * (1 + REL_TOL)

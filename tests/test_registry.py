@@ -13,47 +13,20 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from conftest import base_config, use_small_models
-from mlflow import MlflowClient
+from conftest import REGISTERED, RegisteredStore
 
 from uplift import registry
-from uplift.config import load_config
-from uplift.data import load_dataset
 from uplift.errors import ModelNotFoundError
-from uplift.training import train_models
 
-NAME = "registry-test"
-FAST = {"n_estimators": 40}
+NAME = REGISTERED
 SERVE_TIMEOUT = 90.0
 
 
-@dataclass(frozen=True)
-class Registered:
-    """A small model logged and registered (alias candidate) in a temporary store."""
-
-    folder: Path
-    uri: str
-    client: MlflowClient
-    experiment_id: str
-    run_id: str
-    model_uri: str
-    version: str
-    columns: list[str]
-    rows: pd.DataFrame
-    expected: pd.DataFrame
-
-    def env(self) -> dict[str, str]:
-        """A subprocess environment that points MLflow at the store and sends nothing out."""
-        # `mlflow models serve` runs `uvicorn` from PATH: put this interpreter's bin first.
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        return {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": self.uri,
-                "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+Registered = RegisteredStore
 
 
 @contextlib.contextmanager
@@ -69,44 +42,9 @@ def global_store(uri: str) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def registered(tmp_path_factory: pytest.TempPathFactory) -> Registered:
-    import mlflow
-
-    folder = tmp_path_factory.mktemp("registry")
-    mapping = {
-        "name": "registry-test", "period": "2026-10",
-        "data": {"simulate": {"customers": 4000, "seed": 11}, "value": "monthly_revenue"},
-        "arms": base_config()["arms"], "allocation": base_config()["allocation"],
-        "model": {"learners": ["s"], "seed": 5},
-    }
-    config_path = folder / "config.yaml"
-    config_path.write_text(yaml.safe_dump(mapping), encoding="utf-8")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        use_small_models(mp, FAST["n_estimators"])
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        cfg = load_config(config_path)
-        dataset = load_dataset(cfg)
-        model = train_models(dataset, cfg).model
-        client = MlflowClient(uri)
-        experiment_id = client.create_experiment(
-            "registry-test", artifact_location=(folder / "artifacts").as_uri())
-        with global_store(uri):
-            with mlflow.start_run(experiment_id=experiment_id) as run:
-                info = registry.log_model(model, dataset,
-                                          config_path.read_text(encoding="utf-8"))
-            version = registry.register(client, info.model_uri, NAME, run.info.run_id)
-
-    rows = dataset.frame.head(30).reset_index(drop=True)
-    assert {"customer_id", "arm", "churned"} <= set(rows.columns)
-    return Registered(
-        folder=folder, uri=uri, client=client, experiment_id=experiment_id,
-        run_id=run.info.run_id, model_uri=info.model_uri, version=version,
-        columns=["churn_risk", *(f"uplift_{arm}" for arm in cfg.arm_names)],
-        rows=rows, expected=model.predict(rows),
-    )
+@pytest.fixture
+def registered(registered_store: RegisteredStore) -> RegisteredStore:
+    return registered_store
 
 
 def test_fresh_process_load_equals_in_process(registered: Registered) -> None:
@@ -182,6 +120,34 @@ def test_signature_accepts_missing_values_in_integer_columns(registered: Registe
                                   check_exact=False, rtol=1e-12, atol=0.0)
 
 
+def test_raw_rows_with_id_group_and_outcome_predict_quietly(
+    registered: Registered, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import mlflow.pyfunc
+
+    from uplift.tracking import use_store
+
+    with use_store(registered.uri):
+        model = mlflow.pyfunc.load_model(registered.model_uri)
+    rows = registered.rows  # as in the data file: customer_id, arm and churned included
+    assert {"customer_id", "arm", "churned"} <= set(rows.columns)
+    with caplog.at_level(logging.DEBUG, logger="mlflow"):
+        out = model.predict(rows)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    pd.testing.assert_frame_equal(out.reset_index(drop=True),
+                                  registered.expected.reset_index(drop=True),
+                                  check_exact=False, rtol=1e-12, atol=0.0)
+    optional = [spec.name for spec in model.metadata.get_input_schema().inputs
+                if not spec.required]
+    assert optional == ["customer_id", "arm", "churned"]
+    # A column the data file never had is still worth a word from MLflow.
+    with caplog.at_level(logging.WARNING, logger="mlflow"):
+        model.predict(rows.assign(crm_segment="a"))
+    assert any("crm_segment" in r.getMessage() for r in caplog.records)
+
+
 def test_model_carries_config_and_training_profile(registered: Registered) -> None:
     import mlflow.pyfunc
 
@@ -190,7 +156,7 @@ def test_model_carries_config_and_training_profile(registered: Registered) -> No
     with use_store(registered.uri):
         model = mlflow.pyfunc.load_model(registered.model_uri)
     python_model = model.unwrap_python_model()
-    assert python_model.config["name"] == "registry-test"
+    assert python_model.config["name"] == registered.mapping["name"]
     profile = python_model.profile
     assert list(profile) == python_model.model.features
     tenure = profile["tenure_months"]

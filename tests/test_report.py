@@ -12,22 +12,23 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
-import yaml
-from conftest import base_config
+from conftest import SimulatedRun, record_browser_check, require_browser
 from matplotlib.image import imread
 from PIL import Image
 
-from uplift.analysis import RctResult, analyze_dataset
-from uplift.config import ExperimentConfig, load_config
-from uplift.data import Dataset, load_dataset
-from uplift.models import UpliftModel
+from uplift.analysis import RctResult
+from uplift.config import ExperimentConfig
+from uplift.data import Dataset
 from uplift.policy import budget_curve, build_policy
 from uplift.report import SECTIONS, _baseline_section, write_report
-from uplift.training import TrainingResult, customer_values, train_models
+from uplift.training import (
+    BUDGET_POINTS,
+    TrainingResult,
+    customer_values,
+    holdout_budget_curve,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CHROMIUM = Path("/usr/bin/chromium")
-DESCRIPTION = "Q4 <script>alert('x')</script> & friends"
 RUN_ID = "0123abcd"
 
 
@@ -43,36 +44,15 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """One small run (6,000 customers, s and t learners on small models) and its report."""
+def built(simulated_run: SimulatedRun, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The report of the shared small run (6,000 customers, s and t learners)."""
     root = tmp_path_factory.mktemp("report")
-    mapping = {
-        "name": "report-test", "period": "2026-10", "description": DESCRIPTION,
-        "data": {"simulate": {"customers": 6000, "seed": 4}, "value": "monthly_revenue",
-                 "categorical": ["plan", "contract", "region", "payment_method"]},
-        "arms": base_config()["arms"],
-        "allocation": base_config()["allocation"],
-        "model": {"learners": ["s", "t"], "seed": 3},
-        "policy": {"budget": 3000.0, "capacity": {"webinar": 400}},
-    }
-    path = root / "c.yaml"
-    path.write_text(yaml.safe_dump(mapping))
-    original = UpliftModel.__init__
-
-    def init(self: UpliftModel, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        if self.learner in ("s", "t", "x"):
-            self.params = {"n_estimators": 40}
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(UpliftModel, "__init__", init)
-        cfg = load_config(path)
-        dataset = load_dataset(cfg)
-        rct = analyze_dataset(dataset, cfg)
-        training = train_models(dataset, cfg)
+    cfg, dataset, rct, training = (simulated_run.cfg, simulated_run.dataset, simulated_run.rct,
+                                   simulated_run.training)
     backend = matplotlib.get_backend()
     before = dict(matplotlib.rcParams)
     html_path = write_report(root / "out", cfg=cfg, dataset=dataset, rct=rct, training=training,
+                             budget_curve=holdout_budget_curve(training, dataset, cfg),
                              baseline_churn_rate=0.31, baseline_source="config baseline",
                              run_id=RUN_ID)
     assert matplotlib.get_backend() == backend
@@ -176,6 +156,21 @@ def test_budget_curve_is_monotone_and_within_budget(built: Built) -> None:
         budget_curve(p_control, p_arms, value, rows, cfg, [-1.0])
 
 
+def test_the_reports_budget_curve_spans_nothing_to_the_policy_without_a_budget(
+    built: Built,
+) -> None:
+    training, dataset, cfg = built.training, built.dataset, built.cfg
+    curve = holdout_budget_curve(training, dataset, cfg)
+    rows = dataset.frame.iloc[training.holdout_index]
+    p_control, p_arms = training.candidate_models[training.selected].predict_churn(rows)
+    value = customer_values(dataset, cfg)[training.holdout_index]
+    full = build_policy(p_control, p_arms, value, rows, cfg, budget=None,
+                        capacity=training.holdout_policy.capacity)
+    assert len(curve) == BUDGET_POINTS
+    assert curve["budget"].iloc[0] == 0.0
+    assert curve["budget"].iloc[-1] == pytest.approx(full.total_cost, rel=1e-12)
+
+
 # A check appended to a copy of the report (never to the report itself): once the page
 # has loaded, it writes every image's state into the DOM that --dump-dom prints.
 _CHECK = """<script>
@@ -195,7 +190,7 @@ def browser_image_states(folder: Path, tmp_path: Path) -> list[dict[str, object]
     page = folder / "check.html"
     page.write_text(built_html(folder).replace("</body>", _CHECK + "</body>"))
     result = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+        [str(require_browser()), "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
          "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
@@ -211,8 +206,7 @@ def built_html(folder: Path) -> str:
 
 
 def test_every_image_loads_in_headless_chromium(built: Built, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    require_browser()
     copy = tmp_path / "report"
     shutil.copytree(built.folder, copy)
     states = browser_image_states(copy, tmp_path)
@@ -223,3 +217,4 @@ def test_every_image_loads_in_headless_chromium(built: Built, tmp_path: Path) ->
     states = browser_image_states(copy, tmp_path)
     broken = [s["src"] for s in states if int(s["width"]) == 0]  # type: ignore[call-overload]
     assert broken == ["effects.png"]
+    record_browser_check("report images")

@@ -1,79 +1,92 @@
-"""Candidate fitting, selection, skipping failed learners, and the refitted model."""
+"""Candidate fitting, selection, skipping failed learners, propensities, and the refit."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import base_config
+from click.testing import CliRunner
+from conftest import SimulatedRun, simulated_config, small_params
 
+from uplift.cli import cli
 from uplift.config import load_config
 from uplift.data import load_dataset
-from uplift.errors import ConfigError
-from uplift.models import LearnerError, UpliftModel
-from uplift.training import CandidateResult, ranked, train_models
+from uplift.errors import ConfigError, InputError
+from uplift.evaluation import CandidateResult, select
+from uplift.models import LearnerError, TrainingDataError, UpliftModel
+from uplift.simulate import simulate_customers
+from uplift.training import assignment_shares, train_models
 
-FAST = {"n_estimators": 40}
 
-
-def config(tmp_path: Path, **model: object) -> Path:
-    mapping = {
-        "name": "t", "period": "2026-10",
-        "data": {"simulate": {"customers": 6000, "seed": 4}, "value": "monthly_revenue",
-                 "categorical": ["plan", "contract", "region", "payment_method"]},
-        "arms": base_config()["arms"],
-        "allocation": base_config()["allocation"],
-        "model": {"learners": ["s", "t"], "seed": 3, **model},
-        "policy": {"budget": 3000.0, "capacity": {"webinar": 400}},
-    }
+def config(tmp_path: Path, mapping: dict | None = None, **model: object) -> Path:
+    mapping = mapping or simulated_config(policy={"budget": 3000.0, "capacity": {"webinar": 400}})
+    mapping["model"].update(model)
+    if "learners" in model:
+        mapping["model"]["params"] = small_params(*mapping["model"]["learners"])
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(mapping))
     return path
 
 
-@pytest.fixture(autouse=True)
-def fast_learners(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shrink base models so each fit takes well under a second."""
-    original = UpliftModel.__init__
-
-    def init(self: UpliftModel, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        if self.learner in ("s", "t", "x"):
-            self.params = FAST
-
-    monkeypatch.setattr(UpliftModel, "__init__", init)
+def mean_qini(cand: CandidateResult) -> float:
+    return float(np.mean([cand.metrics[f"qini_{a}"]
+                          for a in ("discount_20", "free_upgrade", "webinar")]))
 
 
-def test_train_models_selects_refits_and_estimates(tmp_path: Path) -> None:
-    cfg = load_config(config(tmp_path))
-    dataset = load_dataset(cfg)
-    steps: list[str] = []
-    result = train_models(dataset, cfg, on_step=steps.append)
-    names = [c.learner for c in result.candidates]
-    assert names == ["s", "t", "ensemble"]
-    assert result.selected in names
-    assert result.selected == ranked(result.candidates, "qini")[0]
-    assert steps[0] == "Fitting the churn-risk model"
-    assert steps[-1].startswith("Refitting")
+def test_the_selected_learner_has_the_best_mean_qini(simulated_run: SimulatedRun) -> None:
+    result = simulated_run.training
+    assert [c.learner for c in result.candidates] == ["s", "t", "ensemble"]
+    by_qini = sorted(result.candidates, key=mean_qini, reverse=True)
+    assert result.selected == by_qini[0].learner
+    assert result.chosen.learner == result.selected
+    # The ensemble averages the two learners, whose predictions it reproduces.
+    ensemble = result.candidates[-1]
+    assert set(ensemble.members) == {"s", "t"}
+    rows = simulated_run.dataset.frame.head(40)
+    models = result.candidate_models
+    mean = (models["s"].uplift.predict(rows) + models["t"].uplift.predict(rows)) / 2
+    np.testing.assert_allclose(models["ensemble"].uplift.predict(rows).to_numpy(),
+                               mean.to_numpy(), rtol=1e-12)
+
+
+def test_the_held_out_policy_respects_the_scaled_limits(simulated_run: SimulatedRun) -> None:
+    result, dataset = simulated_run.training, simulated_run.dataset
+    share = len(result.holdout_index) / dataset.n_rows
+    policy = result.holdout_policy
+    assert 0.29 < share < 0.31
+    assert policy.total_cost <= 3000.0 * share * (1 + 1e-9)
+    assert policy.counts()["webinar"] <= int(400 * share)
+    metrics = result.policy_estimate.metrics()
+    assert (metrics["policy_churn_reduction_ci_low"] < metrics["policy_churn_reduction"]
+            < metrics["policy_churn_reduction_ci_high"])
     scores = result.model.predict(dataset.frame.head(50))
     assert list(scores.columns) == ["churn_risk", "uplift_discount_20", "uplift_free_upgrade",
                                     "uplift_webinar"]
     assert scores["churn_risk"].between(0, 1).all()
-    table = result.to_frame()
-    assert table["selected"].sum() == 1
-    markdown = result.to_markdown()
-    assert f"Selected **{result.selected}** by qini." in markdown
-    assert markdown.count("\n| ") == 2 + len(result.candidates)  # header, rule, rows
-    assert {"qini_webinar", "auuc_webinar", "policy_value"} <= set(table.columns)
-    # The held-out policy respects the budget and capacity scaled to the held-out share.
-    share = len(result.holdout_index) / dataset.n_rows
-    policy = result.holdout_policy
-    assert policy.total_cost <= 3000.0 * share * (1 + 1e-9)
-    assert policy.counts()["webinar"] <= int(400 * share)
-    metrics = result.policy_estimate.metrics()
-    assert metrics["policy_churn_reduction_ci_low"] <= metrics["policy_churn_reduction"]
+
+
+def test_the_candidates_table_names_every_learner_and_marks_the_selected(
+    simulated_run: SimulatedRun,
+) -> None:
+    result = simulated_run.training
+    table = result.table()
+    assert [row[0] for row in table.rows] == ["s", "t", "ensemble (s+t)"]
+    assert [row[-1] for row in table.rows].count("selected") == 1
+    selected_row = next(i for i, row in enumerate(table.rows) if row[-1] == "selected")
+    assert table.highlight == {selected_row}
+    assert f"Selected {result.selected} by qini" in result.to_markdown()
+    frame = result.to_frame()
+    assert frame.loc[frame["selected"], "learner"].tolist() == [result.selected]
+
+
+def test_progress_steps_are_reported_in_order(tmp_path: Path) -> None:
+    cfg = load_config(config(tmp_path, ensemble=False, learners=["s"]))
+    steps: list[str] = []
+    train_models(load_dataset(cfg), cfg, on_step=steps.append)
+    assert steps == ["Fitting the churn-risk model", "Fitting learner s", "Refitting s on all rows"]
 
 
 def test_the_same_seed_gives_the_same_model(tmp_path: Path) -> None:
@@ -82,6 +95,16 @@ def test_the_same_seed_gives_the_same_model(tmp_path: Path) -> None:
     a = train_models(dataset, cfg).model.predict(dataset.frame.head(100))
     b = train_models(dataset, cfg).model.predict(dataset.frame.head(100))
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+
+
+def test_model_params_reach_the_base_models(tmp_path: Path) -> None:
+    mapping = simulated_config(customers=3000, learners=("t",))
+    mapping["model"]["params"] = {"t": {"n_estimators": 7}, "churn_risk": {"n_estimators": 9}}
+    cfg = load_config(config(tmp_path, mapping, ensemble=False))
+    model = train_models(load_dataset(cfg), cfg).model
+    assert model.uplift.learner_.model_c.n_estimators == 7
+    calibrated = model.risk.model_.calibrated_classifiers_[0].estimator
+    assert calibrated.n_estimators == 9
 
 
 def test_a_failing_learner_is_reported_and_skipped(
@@ -116,21 +139,117 @@ def test_every_learner_failing_is_an_error(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_net_value_needs_a_value_column(tmp_path: Path) -> None:
-    path = config(tmp_path)
-    mapping = yaml.safe_load(path.read_text())
+    mapping = simulated_config()
     mapping["data"]["value"] = None
-    path.write_text(yaml.safe_dump(mapping))
-    cfg = load_config(path)
+    cfg = load_config(config(tmp_path, mapping))
     with pytest.raises(ConfigError, match=r"data.value: a value column"):
         train_models(load_dataset(cfg), cfg)
 
 
-def test_ranking_by_qini_and_by_policy_value() -> None:
-    a = CandidateResult("a", {"qini_x": 0.2, "qini_y": 0.0, "policy_value": 5.0,
-                              "policy_churn_reduction": 0.01})
-    b = CandidateResult("b", {"qini_x": 0.1, "qini_y": 0.05, "policy_value": 7.0,
-                              "policy_churn_reduction": 0.005})
-    failed = CandidateResult("c", error="boom")
-    assert ranked([a, b, failed], "qini") == ["a", "b"]
-    assert ranked([a, b, failed], "policy_value") == ["b", "a"]
-    assert ranked([a, b], "policy_value", objective="churn_reduction") == ["a", "b"]
+def tiny_group_table(path: Path) -> None:
+    """A valid test whose webinar group is far too small to learn an effect from."""
+    frame = simulate_customers(3000, 5).customers
+    webinar = frame.index[frame["arm"] == "webinar"]
+    frame = frame.drop(webinar[40:]).reset_index(drop=True)
+    frame.to_csv(path, index=False)
+
+
+def test_a_group_too_small_to_learn_from_is_bad_input(tmp_path: Path) -> None:
+    tiny_group_table(tmp_path / "customers.csv")
+    mapping = simulated_config()
+    mapping["data"] = {"path": "customers.csv", "value": "monthly_revenue"}
+    mapping.pop("allocation")
+    cfg = load_config(config(tmp_path, mapping))
+    with pytest.raises(TrainingDataError, match=r"column 'arm': group 'webinar' has 2\d rows "
+                       r"in the training data; at least 50 are needed") as caught:
+        train_models(load_dataset(cfg), cfg)
+    assert isinstance(caught.value, InputError)
+    assert caught.value.problems[0].file.endswith("customers.csv")
+
+
+def test_the_cli_exits_2_with_one_line_on_a_group_too_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    tiny_group_table(tmp_path / "customers.csv")
+    mapping = simulated_config()
+    mapping["data"] = {"path": "customers.csv", "value": "monthly_revenue"}
+    mapping.pop("allocation")
+    config(tmp_path, mapping)
+    result = CliRunner().invoke(cli, ["run", "c.yaml", "--tracking-uri",
+                                      f"sqlite:///{tmp_path / 'm.db'}"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("Error: customers.csv: column 'arm': group 'webinar' has ")
+
+
+# --------------------------------------------------------------------------- propensities
+
+
+def test_propensities_are_the_allocation_when_the_counts_agree(simulated_run: SimulatedRun
+                                                               ) -> None:
+    assert simulated_run.training.shares == simulated_run.cfg.allocation
+    assert not simulated_run.rct.srm_detected
+
+
+def test_propensities_are_the_observed_shares_under_a_sample_ratio_mismatch(
+    tmp_path: Path,
+) -> None:
+    # Drawn with equal shares, planned as 40/20/20/20: a clear mismatch.
+    equal = {"control": 0.25, "discount_20": 0.25, "free_upgrade": 0.25, "webinar": 0.25}
+    frame = simulate_customers(8000, 6, allocation=equal).customers
+    frame.to_csv(tmp_path / "customers.csv", index=False)
+    mapping = simulated_config()
+    mapping["data"] = {"path": "customers.csv", "value": "monthly_revenue"}
+    cfg = load_config(config(tmp_path, mapping))
+    dataset = load_dataset(cfg)
+    observed = frame["arm"].value_counts(normalize=True)
+    shares = assignment_shares(dataset, cfg)
+    assert shares == pytest.approx({g: observed[g] for g in cfg.groups}, abs=1e-15)
+    # With these, inverse propensity weighting recovers the control's churn rate exactly;
+    # the planned 0.4 would have scaled it by the observed / planned share (about 0.62).
+    control = (frame["arm"] == "control").to_numpy()
+    churned = frame["churned"].to_numpy()
+    ipw = np.mean(control * churned / shares["control"])
+    planned = np.mean(control * churned / cfg.allocation["control"])
+    assert ipw == pytest.approx(churned[control].mean(), rel=1e-12)
+    assert planned / ipw == pytest.approx(observed["control"] / 0.4, rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = train_models(dataset, cfg.model_copy(update={"model": cfg.model.model_copy(
+            update={"learners": ["t"], "ensemble": False})}))
+    assert result.shares == shares
+    assert result.model.uplift.shares_ == shares
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def candidate(name: str, qini: tuple[float, float], value: float, reduction: float
+              ) -> CandidateResult:
+    return CandidateResult(name, {"qini_x": qini[0], "qini_y": qini[1], "policy_value": value,
+                                  "policy_churn_reduction": reduction})
+
+
+def test_select_ranks_by_mean_qini_or_by_the_objective_of_the_policy() -> None:
+    a = candidate("a", (0.25, 0.0), 5.0, 0.010)   # mean Qini 0.125
+    b = candidate("b", (0.125, 0.0), 7.0, 0.005)  # mean Qini 0.0625
+    c = candidate("c", (0.5, -0.25), 6.0, 0.020)  # mean Qini 0.125, a tie with a
+    failed = CandidateResult("d", error="boom")
+    assert select([a, b, c, failed], "qini", n=4) == ["a", "c", "b"]  # ties keep the order
+    assert select([c, a, b], "qini", n=2) == ["c", "a"]
+    assert select([a, b, c], "policy_value") == ["b"]
+    assert select([a, b, c], "policy_value", objective="churn_reduction", n=3) == ["c", "a", "b"]
+
+
+def test_select_without_a_fitted_candidate_is_an_error() -> None:
+    with pytest.raises(LearnerError, match="no candidate learner was fitted"):
+        select([CandidateResult("a", error="boom")], "qini")
+
+
+def test_an_ensembles_label_names_its_members() -> None:
+    cand = CandidateResult("ensemble", {"qini_x": 0.1}, members=("t", "x"))
+    assert cand.label == "ensemble (t+x)"
+    assert cand.mean_score("qini") == 0.1
+    assert cand.mean_score("auuc") == float("-inf")

@@ -33,7 +33,7 @@ _EXPORTS = {
     "UpliftModel": "models",
     "ChurnRiskModel": "models",
     "train_models": "training",
-    "RetentionModel": "training",
+    "RetentionModel": "models",
     "build_policy": "policy",
     "assign_offers": "policy",
     "evaluate_policy": "offpolicy",

@@ -9,11 +9,9 @@ sample-ratio mismatch (SRM) of the group counts.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,13 +19,10 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from .config import ExperimentConfig
+from .config import CORRECTIONS, Correction, ExperimentConfig, check_allocation
 from .data import Dataset
 from .errors import DataError, Problem, UpliftWarning
-from .formatting import pct, pp, pval
-
-Correction = Literal["holm", "bonferroni", "fdr_bh", "none"]
-CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "fdr_bh", "none")
+from .formatting import Paragraph, Table, pct, pp, pval, render_markdown
 
 __all__ = [
     "CORRECTIONS",
@@ -125,54 +120,49 @@ class RctResult:
         frame = pd.DataFrame(rows, columns=list(_FRAME_COLUMNS))
         return frame.astype({"n": "int64", "churners": "int64"})
 
-    def to_markdown(self) -> str:
-        """A markdown table of the readout plus a line on the SRM check."""
+    def table(self) -> Table:
+        """The readout as displayed everywhere: per group, the effect vs the control."""
         level = f"{100 * (1 - self.alpha):g}%"
-        header = [
-            "group",
-            "n",
-            "churners",
-            "churn rate",
-            "churn reduction (ATE)",
-            f"{level} CI",
-            "p-value",
-            f"p-value adj ({self.correction})",
-        ]
         c = self.control_stats
         name = self.control if self.control == "control" else f"{self.control} (control)"
-        rows = [[name, f"{c.n:,}", f"{c.churners:,}", _pct(c.churn_rate), "", "", "", ""]]
-        for e in self.effects:
-            rows.append(
-                [
-                    e.arm,
-                    f"{e.n:,}",
-                    f"{e.churners:,}",
-                    _pct(e.churn_rate),
-                    _pp(e.ate),
-                    f"[{_pp(e.ci_low)}, {_pp(e.ci_high)}]",
-                    _pval(e.pvalue),
-                    _pval(e.pvalue_adj),
-                ]
-            )
-        lines = [_md_row(header), _md_row(["---"] + ["---:"] * (len(header) - 1))]
-        lines += [_md_row(r) for r in rows]
-        lines.append("")
-        lines.append(
-            f"{self.n_customers:,} customers, observed churn {_pct(self.churn_rate_observed)}. "
-            "Churn reduction = control churn rate - arm churn rate, in percentage points "
-            "(positive = fewer churn); "
-            "Newcombe score CI; two-sided pooled z-test."
-        )
+        rows = [[name, f"{c.n:,}", f"{c.churners:,}", pct(c.churn_rate), "", "", "", ""]]
+        rows += [[e.arm, f"{e.n:,}", f"{e.churners:,}", pct(e.churn_rate), pp(e.ate),
+                  f"[{pp(e.ci_low)}, {pp(e.ci_high)}]", pval(e.pvalue), pval(e.pvalue_adj)]
+                 for e in self.effects]
+        return Table.build(
+            ["group", "customers", "churners", "churn rate", "churn reduction", f"{level} CI",
+             "p-value", f"adjusted p ({self.correction})"], rows, numeric=range(1, 8),
+            title=f"Churn by group, effect vs {self.control} (positive = fewer churn)")
+
+    def paragraphs(self) -> list[Paragraph]:
+        """What the table means, and the sample-ratio check."""
+        out = [Paragraph(
+            f"{self.n_customers:,} customers, observed churn {pct(self.churn_rate_observed)}. "
+            "Churn reduction = control churn rate - offer churn rate in percentage points "
+            "(positive = fewer churn), with Newcombe's score interval; two-sided pooled "
+            f"z-test, p-values adjusted over offers by {self.correction}.")]
         if self.srm_pvalue is None:
-            lines.append("SRM check: not run (no planned allocation given).")
+            out.append(Paragraph("SRM check: not run (no planned allocation given)."))
         elif self.srm_detected:
-            lines.append(
-                f"SRM check: **sample-ratio mismatch detected** (chi-square p = "
-                f"{_pval(self.srm_pvalue)}); the group sizes do not match the allocation."
-            )
+            out.append(Paragraph(
+                f"SRM check: sample-ratio mismatch detected (chi-square p = "
+                f"{pval(self.srm_pvalue)}); the group sizes do not match the allocation, so "
+                "the effects above may be biased.", "warn"))
         else:
-            lines.append(f"SRM check: OK (chi-square p = {_pval(self.srm_pvalue)}).")
-        return "\n".join(lines) + "\n"
+            out.append(Paragraph(f"SRM check: OK (chi-square p = {pval(self.srm_pvalue)}); "
+                                 "the group sizes match the planned allocation."))
+        return out
+
+    def to_markdown(self) -> str:
+        """The readout table and its notes in Markdown."""
+        return render_markdown(self.table(), self.paragraphs())
+
+
+def srm_pvalue(counts: Sequence[int], shares: Sequence[float]) -> float:
+    """Chi-square goodness-of-fit p-value of group counts against planned shares."""
+    n = np.asarray(counts, dtype=float)
+    expected = n.sum() * np.asarray(shares, dtype=float)
+    return float(stats.chisquare(n, f_exp=expected).pvalue)
 
 
 def analyze_rct(
@@ -214,7 +204,7 @@ def analyze_rct(
     arms = list(arms)
     groups = [control, *arms]
     _check_options(groups, alpha, correction, srm_threshold)
-    shares = _allocation_shares(allocation, groups) if allocation is not None else None
+    shares = check_allocation(allocation, groups) if allocation is not None else None
 
     labels = treatment if isinstance(treatment, pd.Series) else np.asarray(treatment, dtype=object)
     y = np.asarray(churned)
@@ -270,12 +260,11 @@ def analyze_rct(
         )
 
     n_total = int(n.sum())
-    srm_pvalue: float | None = None
+    srm_p: float | None = None
     srm_detected = False
     if shares is not None:
-        expected = n_total * np.array([shares[g] for g in groups])
-        srm_pvalue = float(stats.chisquare(n, f_exp=expected).pvalue)
-        srm_detected = bool(srm_pvalue < srm_threshold)
+        srm_p = srm_pvalue(n, [shares[g] for g in groups])
+        srm_detected = bool(srm_p < srm_threshold)
         if srm_detected:
             observed = ", ".join(
                 f"{g}={k:,} ({k / n_total:.1%} vs {shares[g]:.1%} planned)"
@@ -283,7 +272,7 @@ def analyze_rct(
             )
             warnings.warn(
                 f"Sample-ratio mismatch: group sizes differ from the planned allocation "
-                f"(chi-square p = {srm_pvalue:.3g} < srm_threshold {srm_threshold:g}): "
+                f"(chi-square p = {srm_p:.3g} < srm_threshold {srm_threshold:g}): "
                 f"{observed}. Check the randomization and the data pipeline; the effect "
                 "estimates may be biased.",
                 SrmWarning,
@@ -296,7 +285,7 @@ def analyze_rct(
         effects=tuple(effects),
         n_customers=n_total,
         churn_rate_observed=float(x.sum() / n_total),
-        srm_pvalue=srm_pvalue,
+        srm_pvalue=srm_p,
         srm_detected=srm_detected,
         alpha=float(alpha),
         correction=correction,
@@ -330,44 +319,10 @@ def _check_options(groups: list[str], alpha: float, correction: str, srm_thresho
         raise ValueError(f"srm_threshold must be strictly between 0 and 1, got {srm_threshold}")
 
 
-def _allocation_shares(allocation: Mapping[str, float], groups: list[str]) -> dict[str, float]:
-    """Validate planned shares (one per group, positive, summing to 1) and renormalize."""
-    extra = sorted(set(allocation) - set(groups))
-    missing = [g for g in groups if g not in allocation]
-    if extra or missing:
-        raise ValueError(
-            f"allocation must give a share for exactly {groups}; missing {missing}, extra {extra}"
-        )
-    values = {g: float(allocation[g]) for g in groups}
-    bad = {g: v for g, v in values.items() if not (math.isfinite(v) and v > 0)}
-    if bad:
-        raise ValueError(f"allocation shares must be positive, got {bad}")
-    total = sum(values.values())
-    if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"allocation shares must sum to 1, they sum to {total:.6g}")
-    return {g: v / total for g, v in values.items()}
 
 
 
 
-
-
-
-
-def _pct(value: float) -> str:
-    return pct(value, missing="")
-
-
-def _pp(value: float) -> str:
-    return pp(value, missing="")
-
-
-def _pval(value: float) -> str:
-    return pval(value, missing="")
-
-
-def _md_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
 def analyze_dataset(dataset: Dataset, cfg: ExperimentConfig) -> RctResult:

@@ -9,7 +9,6 @@ an internal error (exit 1). ``--verbose`` shows tracebacks.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import traceback
 import warnings
@@ -21,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import ArgumentError, InputError, Problem, UpliftWarning
+from .formatting import Paragraph, Table
 
 _STATE = {"verbose": False, "quiet": False}
 
@@ -66,7 +66,7 @@ class UpliftGroup(click.Group):
             except InputError as exc:
                 if _STATE["verbose"]:
                     traceback.print_exc()
-                click.echo(f"Error: {_one_line(str(exc))}", err=True)
+                click.echo(f"Error: {_one_line(exc.message(self.option_names()))}", err=True)
                 code = 2
             except Exception as exc:  # noqa: BLE001 - the one place internal errors are caught
                 if _STATE["verbose"]:
@@ -79,6 +79,20 @@ class UpliftGroup(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def option_names(self) -> dict[str, str]:
+        """Each command parameter's name and the option that sets it.
+
+        The library's messages name parameters (``chunk_size``); the user typed options
+        (``--chunk-size``).
+        """
+        names: dict[str, str] = {}
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, click.Option) and param.name:
+                    long = [o for o in param.opts if o.startswith("--")]
+                    names.setdefault(param.name, long[0] if long else param.opts[0])
+        return names
 
 
 def _one_line(text: str) -> str:
@@ -117,6 +131,29 @@ def _progress() -> bool:
 def _say(text: str) -> None:
     if not _STATE["quiet"]:
         click.echo(text)
+
+
+def _console(width: int = 120) -> Any:
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else width)
+
+
+def _print_table(table: Table, paragraphs: Sequence[Paragraph] = (), width: int = 120) -> None:
+    """A result's display table (and its notes) on the terminal."""
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    view = RichTable(title=table.title or None)
+    for j, name in enumerate(table.header):
+        view.add_column(name, justify="right" if j in table.numeric else "left")
+    for i, row in enumerate(table.rows):
+        view.add_row(*(Text(c) for c in row), style="bold" if i in table.highlight else None)
+    console = _console(width)
+    console.print(view)
+    for paragraph in paragraphs:
+        prefix = "Warning: " if paragraph.kind == "warn" else ""
+        console.print(Text(prefix + paragraph.text))
 
 
 @click.group(cls=UpliftGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -244,40 +281,7 @@ def analyze(config: str, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(result.to_markdown())
     else:
-        _print_readout(result, cfg.analysis.alpha)
-
-
-def _print_readout(result: Any, alpha: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    level = f"{100 * (1 - alpha):g}%"
-    table = Table(title=f"Churn by group, effect vs {result.control} (positive = fewer churn)")
-    for name in ("group", "customers", "churn rate", "effect (pp)", f"{level} CI (pp)",
-                 "p", f"p adj ({result.correction})"):
-        table.add_column(name, justify="left" if name == "group" else "right")
-    for row in result.to_frame().itertuples(index=False):
-        is_control = row.group == result.control
-        table.add_row(
-            str(row.group), f"{row.n:,}", f"{100 * row.churn_rate:.2f}%",
-            "" if is_control else f"{100 * row.ate:+.2f}",
-            "" if is_control else f"[{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}]",
-            "" if is_control else _fmt_p(row.pvalue),
-            "" if is_control else _fmt_p(row.pvalue_adj),
-        )
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    console.print(table)
-    if result.srm_pvalue is not None:
-        flag = "MISMATCH" if result.srm_detected else "ok"
-        console.print(f"Sample ratio check vs allocation: p = {_fmt_p(result.srm_pvalue)} ({flag})")
-    console.print(f"Churn over all {result.n_customers:,} customers: "
-                  f"{100 * result.churn_rate_observed:.2f}%")
-
-
-def _fmt_p(p: float) -> str:
-    if math.isnan(p):
-        return "n/a"
-    return "<1e-4" if p < 1e-4 else f"{p:.4f}"
+        _print_table(result.table(), result.paragraphs())
 
 
 # --------------------------------------------------------------------------- design
@@ -325,13 +329,8 @@ def design(config: str, n_total: int | None, churn_rate: float | None, fmt: str)
     elif fmt == "markdown":
         click.echo(result.to_markdown())
     else:
-        click.echo(f"Control churn {100 * rate:.2f}% (from {source}); "
-                   f"detect a churn reduction of {100 * result.mde:.2f} pp per offer at "
-                   f"alpha {result.alpha:g} ({result.alpha_per_test:.4g} per test, "
-                   f"{result.correction}) with power {result.power:g}:")
-        for group, n in result.n_per_group.items():
-            click.echo(f"  {group:<24} {n:>12,}")
-        click.echo(f"  {'total':<24} {result.n_total:>12,}")
+        _print_table(result.table(), [Paragraph(f"Control churn rate from {source}."),
+                                      *result.paragraphs()])
 
 
 def _control_rate(cfg: Any, override: float | None) -> tuple[float, str]:
@@ -414,7 +413,7 @@ def compare(experiment: str | None, config_path: str | None, tracking_uri: str |
             fmt: str) -> None:
     """One row per period: churn, the policy's churn reduction with CI, delta vs before."""
     from .config import load_config
-    from .tracking import compare_rows, open_client, resolve_tracking_uri
+    from .tracking import compare_periods, open_client, resolve_tracking_uri
 
     _quiet_mlflow()
     cfg = load_config(config_path) if config_path else None
@@ -426,43 +425,16 @@ def compare(experiment: str | None, config_path: str | None, tracking_uri: str |
     found = client.get_experiment_by_name(name)
     if found is None:
         raise ArgumentError(Problem(None, "--experiment", f"no experiment {name!r} in {uri}"))
-    frame = compare_rows(client, found.experiment_id)
+    result = compare_periods(client, found.experiment_id, name)
+    frame = result.to_frame()
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", indent=2))
     elif fmt == "markdown":
-        click.echo(_frame_markdown(frame))
+        click.echo(result.to_markdown())
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{name}: periods")
-        columns = ["period", "selected_learner", "n_customers", "churn_rate_observed",
-                   "policy_churn_reduction", "policy_churn_reduction_ci_low",
-                   "policy_churn_reduction_ci_high", "churn_reduction_vs_baseline",
-                   "delta_churn_rate_observed"]
-        for column in columns:
-            table.add_column(column.replace("_", " "), justify="right")
-        for row in frame.to_dict("records"):
-            table.add_row(*[_cell(row.get(c)) for c in columns])
-        Console(width=None if sys.stdout.isatty() else 200).print(table)
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
-    return str(value)
-
-
-def _frame_markdown(frame: Any) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = ["| " + " | ".join(_cell(v) for v in row) + " |"
-            for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
+        _print_table(result.table(), width=200)
 
 
 @cli.command()

@@ -8,7 +8,6 @@ the user (see :func:`_problems_from_validation`).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 import os
@@ -30,11 +29,13 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, did_you_mean
 
 ArmKind = Literal["discount", "free_upgrade", "webinar", "other"]
 LearnerName = Literal["s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"]
 Correction = Literal["holm", "bonferroni", "fdr_bh", "none"]
+LEARNERS: tuple[str, ...] = typing.get_args(LearnerName)
+CORRECTIONS: tuple[str, ...] = typing.get_args(Correction)
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 _PERIOD_RE = re.compile(r"^(\d{4})-(\d{2})$")
 # n_control, n_customers, churn_rate_observed are fixed metric names.
@@ -155,6 +156,8 @@ class ModelConfig(_Model):
     seed: int = Field(default=42, ge=0)
     select_by: Literal["qini", "policy_value"] = "qini"
     ensemble: bool = True  # also try the average of the two best learners
+    params: dict[str, dict[str, int | float | bool | str]] = Field(default_factory=dict)
+    """Settings passed to a learner's models, keyed by learner name (or ``churn_risk``)."""
 
 
 class PolicyConfig(_Model):
@@ -394,35 +397,68 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Proble
         elif names.index(name) != i:
             add(f"arms[{i}].name", f"{name!r} is used by more than one arm")
 
-    groups = set(cfg.groups)
     if cfg.allocation is not None:
-        unknown = [key for key in cfg.allocation if key not in groups]
-        for key, share in cfg.allocation.items():
-            if key not in groups:
-                add(f"allocation.{key}", f"not an arm or the control{_hint(key, groups)}")
-            elif not math.isfinite(share) or share <= 0 or share >= 1:
-                add(f"allocation.{key}", f"share must be between 0 and 1, got {share:g}")
-        missing = [g for g in cfg.groups if g not in cfg.allocation]
-        if missing:
-            add("allocation", f"no share for {', '.join(map(repr, missing))}")
-        total = sum(v for v in cfg.allocation.values() if math.isfinite(v))
-        if not missing and not unknown and abs(total - 1.0) > 1e-6:
-            add("allocation", f"shares must sum to 1, they sum to {total:.6g}")
+        for key, message in allocation_problems(cfg.allocation, cfg.groups):
+            add(f"allocation.{key}" if key else "allocation", message)
 
     for key in cfg.policy.capacity:
         if key not in names:
-            add(f"policy.capacity.{key}", f"not an offer{_hint(key, set(names))}")
+            add(f"policy.capacity.{key}", f"not an offer{did_you_mean(key, names)}")
 
     if cfg.period and cfg.baseline_period and cfg.baseline_period >= cfg.period:
         add("baseline_period", f"{cfg.baseline_period!r} is not before period {cfg.period!r}")
     if len(set(cfg.model.learners)) != len(cfg.model.learners):
         add("model.learners", "a learner is listed twice")
+    for key in cfg.model.params:
+        if key not in (*cfg.model.learners, "churn_risk"):
+            add(f"model.params.{key}", "not one of model.learners or churn_risk"
+                f"{did_you_mean(key, [*cfg.model.learners, 'churn_risk'])}")
     return out
 
 
-def _hint(word: str, choices: set[str] | list[str]) -> str:
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+def allocation_problems(allocation: Mapping[str, float], groups: list[str]
+                        ) -> list[tuple[str, str]]:
+    """What is wrong with planned shares: ``(group or "", message)`` pairs, empty when none.
+
+    Every group needs a share strictly between 0 and 1, no other key may appear, and
+    the shares must sum to 1.
+    """
+    out: list[tuple[str, str]] = []
+    unknown = [key for key in allocation if key not in groups]
+    for key, share in allocation.items():
+        if key not in groups:
+            out.append((str(key), f"not an arm or the control{did_you_mean(key, groups)}"))
+        elif not _share(share):
+            shown = f"{share:g}" if isinstance(share, (int, float)) else repr(share)
+            out.append((str(key),
+                        f"share must be between 0 and 1 (positive, below 1), got {shown}"))
+    missing = [g for g in groups if g not in allocation]
+    if missing:
+        out.append(("", f"no share for {', '.join(map(repr, missing))}"))
+    if not missing and not unknown:
+        total = sum(float(v) for v in allocation.values()
+                    if isinstance(v, (int, float)) and math.isfinite(v))
+        if abs(total - 1.0) > 1e-6:
+            out.append(("", f"shares must sum to 1, they sum to {total:.6g}"))
+    return out
+
+
+def check_allocation(allocation: Mapping[str, float], groups: list[str]) -> dict[str, float]:
+    """Planned shares in ``groups`` order, renormalized; ValueError on the first problem."""
+    if not isinstance(allocation, Mapping):
+        raise ValueError(f"allocation must map group names to shares, got {allocation!r}")
+    problems = allocation_problems(allocation, groups)
+    if problems:
+        key, message = problems[0]
+        raise ValueError(f"allocation{'.' + key if key else ''}: {message}")
+    total = sum(float(allocation[g]) for g in groups)
+    return {g: float(allocation[g]) / total for g in groups}
+
+
+def _share(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and 0 < value < 1
 
 
 def _render_loc(loc: tuple[Any, ...], raw: Any) -> str:
@@ -514,13 +550,13 @@ def _problems_from_validation(
         ctx = err.get("ctx") or {}
         if kind == "extra_forbidden":
             allowed = _fields_at(loc[:-1]) or []
-            message = f"unknown key{_hint(str(loc[-1]), allowed) or _elsewhere(loc)}"
+            message = f"unknown key{did_you_mean(loc[-1], allowed) or _elsewhere(loc)}"
         elif kind == "missing":
             message = "required key is missing"
         elif kind in ("literal_error", "enum"):
             choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
             message = f"must be one of {ctx.get('expected')}, got {_describe(value)}"
-            message += _hint(str(value), choices)
+            message += did_you_mean(value, choices)
         elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
             op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
                   "less_than_equal": "<="}[kind]

@@ -8,7 +8,6 @@ and the row (rows count from 1 after the header).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig, SimulateConfig, display_path
-from .errors import DataError, Problem
+from .errors import DataError, Problem, did_you_mean, first_line
 from .tables import file_sha256, frame_sha256, read_table
 
 _TRUE = frozenset({"1", "1.0", "true", "yes", "y", "t"})
@@ -95,8 +94,7 @@ def collect_data_problems(cfg: ExperimentConfig) -> tuple[Dataset | None, list[P
         try:
             frame = read_table(path, text_columns=text)
         except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return None, [Problem(source, "", f"cannot read the table ({reason})")]
+            return None, [Problem(source, "", f"cannot read the table ({first_line(exc)})")]
         sha = file_sha256(path)
     return check_frame(frame, cfg, source, sha256=sha)
 
@@ -133,7 +131,7 @@ def check_frame(
     missing_role = False
     for role, column in roles.items():
         if column is not None and column not in columns:
-            add(f"column {column!r}", f"not found (data.{role}){_hint(column, columns)}")
+            add(f"column {column!r}", f"not found (data.{role}){did_you_mean(column, columns)}")
             missing_role = True
     if data.id is None:
         frame = frame.assign(**{_row_id_name(columns): np.arange(1, len(frame) + 1)})
@@ -146,17 +144,19 @@ def check_frame(
         features = []
         for i, column in enumerate(data.features):
             if column not in columns:
-                add(f"column {column!r}", f"not found (data.features[{i}]){_hint(column, columns)}")
+                add(f"column {column!r}",
+                    f"not found (data.features[{i}]){did_you_mean(column, columns)}")
             else:
                 features.append(column)
     for i, column in enumerate(data.categorical or []):
         if column not in columns:
-            add(f"column {column!r}", f"not found (data.categorical[{i}]){_hint(column, columns)}")
+            add(f"column {column!r}",
+                f"not found (data.categorical[{i}]){did_you_mean(column, columns)}")
     for arm in cfg.arms:
         for column, rule in (arm.eligible or {}).items():
             if column not in columns:
                 add(f"column {column!r}",
-                    f"not found (arms[{arm.name}].eligible){_hint(column, columns)}")
+                    f"not found (arms[{arm.name}].eligible){did_you_mean(column, columns)}")
             elif (rule.min is not None or rule.max is not None) and not _numeric(frame[column]):
                 add(f"column {column!r}",
                     f"arms[{arm.name}].eligible uses min/max but the column is not numeric")
@@ -190,7 +190,7 @@ def check_frame(
         others = bad.nunique() - 1
         more = f" and {others} other unknown value{'s' if others > 1 else ''}" if others else ""
         add(f"column {data.treatment!r}",
-            f"value {value!r} is not the control or an arm{_hint(value, groups)} "
+            f"value {value!r} is not the control or an arm{did_you_mean(value, groups)} "
             f"({_rows(unknown)}){more}")
 
     # outcome
@@ -292,11 +292,6 @@ def _row_id_name(columns: Sequence[str]) -> str:
     while name in columns:
         name = f"_{name}"
     return name
-
-
-def _hint(word: str, choices: Sequence[str]) -> str:
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def _blank(series: pd.Series) -> pd.Series:

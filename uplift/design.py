@@ -31,9 +31,10 @@ import pandas as pd
 from scipy.optimize import brentq
 from statsmodels.stats.proportion import samplesize_proportions_2indep_onetail
 
-__all__ = ["DesignResult", "solve_mde", "solve_sample_size"]
+from .config import CORRECTIONS, check_allocation
+from .formatting import Paragraph, Table, pct
 
-_CORRECTIONS = ("holm", "bonferroni", "fdr_bh", "none")
+__all__ = ["DesignResult", "solve_mde", "solve_sample_size"]
 
 
 @dataclass(frozen=True)
@@ -64,26 +65,31 @@ class DesignResult:
         ]
         return pd.DataFrame(rows, columns=["group", "role", "share", "n", "churn_rate"])
 
-    def to_markdown(self) -> str:
-        """A short summary of the design plus a markdown table of the groups."""
-        k = len(self.n_per_group) - 1
-        lines = [
-            f"Detect a churn reduction of {100 * self.mde:.2f} pp (control churn "
-            f"{100 * self.control_rate:.2f}% -> {100 * (self.control_rate - self.mde):.2f}%) "
-            f"with power {self.power:g} in each of {k} offer arm(s), two-sided alpha "
-            f"{self.alpha:g} ({self.correction}: {self.alpha_per_test:.4g} per test).",
-            "",
-            "| group | share | customers | expected churn |",
-            "| --- | ---: | ---: | ---: |",
-        ]
+    def table(self) -> Table:
+        """Customers per group (control first) with their share and expected churn."""
+        rows = []
         for row in self.to_frame().itertuples(index=False):
             control = row.role == "control" and row.group != "control"
-            name = f"{row.group} (control)" if control else row.group
-            lines.append(
-                f"| {name} | {100 * row.share:.1f}% | {row.n:,} | {100 * row.churn_rate:.2f}% |"
-            )
-        lines.append(f"| **total** | 100.0% | {self.n_total:,} | |")
-        return "\n".join(lines) + "\n"
+            rows.append([f"{row.group} (control)" if control else row.group,
+                         f"{100 * row.share:.1f}%", f"{row.n:,}", pct(row.churn_rate)])
+        rows.append(["total", "100.0%", f"{self.n_total:,}", ""])
+        return Table.build(["group", "share", "customers", "expected churn"], rows,
+                           numeric=range(1, 4), highlight=[len(rows) - 1],
+                           title="Customers needed per group")
+
+    def paragraphs(self) -> list[Paragraph]:
+        """What the design detects, at which power and level."""
+        k = len(self.n_per_group) - 1
+        return [Paragraph(
+            f"Detect a churn reduction of {100 * self.mde:.2f} pp (control churn "
+            f"{pct(self.control_rate)} -> {pct(self.control_rate - self.mde)}) with power "
+            f"{self.power:g} in each of {k} offer arm(s), two-sided alpha {self.alpha:g} "
+            f"({self.correction}: {self.alpha_per_test:.4g} per test).")]
+
+    def to_markdown(self) -> str:
+        """The summary sentence, then a Markdown table of the groups."""
+        return "\n".join(p.to_markdown() + "\n" for p in self.paragraphs()) + "\n" + \
+            self.table().to_markdown()
 
 
 def solve_sample_size(
@@ -274,8 +280,8 @@ def _check(
     for name, value in (("control_rate", control_rate), ("alpha", alpha), ("power", power)):
         if not (isinstance(value, numbers.Real) and 0.0 < value < 1.0):
             raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
-    if correction not in _CORRECTIONS:
-        raise ValueError(f"correction must be one of {_CORRECTIONS}, got {correction!r}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
     groups = [control, *arms]
     if len(groups) < 2:
         raise ValueError("arms must name at least one offer arm")
@@ -284,21 +290,7 @@ def _check(
     if allocation is None:
         shares = {g: 1.0 / len(groups) for g in groups}
     else:
-        extra = sorted(set(allocation) - set(groups))
-        missing = [g for g in groups if g not in allocation]
-        if extra or missing:
-            raise ValueError(
-                f"allocation must give a share for exactly {groups}; "
-                f"missing {missing}, extra {extra}"
-            )
-        shares = {g: float(allocation[g]) for g in groups}
-        bad = {g: s for g, s in shares.items() if not (math.isfinite(s) and 0 < s < 1)}
-        if bad:
-            raise ValueError(f"allocation shares must be between 0 and 1, got {bad}")
-        total = sum(shares.values())
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"allocation shares must sum to 1, they sum to {total:.6g}")
-        shares = {g: s / total for g, s in shares.items()}
+        shares = check_allocation(allocation, groups)
     k = len(groups) - 1
     alpha_per_test = float(alpha) if correction == "none" else float(alpha) / k
     return shares, alpha_per_test

@@ -7,7 +7,8 @@ anything else escaping the library is an internal error (exit 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -33,6 +34,26 @@ class Problem:
         return ": ".join(parts)
 
 
+@dataclass(frozen=True)
+class ArgumentProblem(Problem):
+    """A problem with an argument of a library call; ``where`` is the parameter's name.
+
+    The library names its own parameters (``holdout``, ``chunk_size``); the CLI shows
+    them as the options that feed them (``--holdout``, ``--chunk-size``).
+    """
+
+
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word``, else ``""``."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type when empty), at most ``limit`` chars."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 class UpliftError(Exception):
     """Base class of every error the toolkit raises on purpose."""
 
@@ -53,7 +74,18 @@ class InputError(UpliftError):
         super().__init__(self._summary())
 
     def _summary(self) -> str:
-        first = str(self.problems[0])
+        return self.message()
+
+    def message(self, options: Mapping[str, str] | None = None) -> str:
+        """The one-line message; ``options`` renames parameters (``chunk_size``) in it.
+
+        Only locations of :class:`ArgumentProblem` are renamed, so the CLI can show the
+        option a parameter came from (``--chunk-size``).
+        """
+        problem = self.problems[0]
+        if options and isinstance(problem, ArgumentProblem) and problem.where in options:
+            problem = Problem(problem.file, options[problem.where], problem.message)
+        first = str(problem)
         extra = len(self.problems) - 1
         if extra:
             first += f" (and {extra} more; run uplift validate)"

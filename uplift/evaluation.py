@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .models import uplift_column
+from .models import LearnerError, uplift_column
 
 
 def split_holdout(treatment: Sequence[str], churned: Sequence[int], test_size: float,
@@ -88,3 +89,60 @@ def decile_table(treatment: Sequence[str], churned: Sequence[int], uplift: pd.Da
                          "observed_uplift": rate_ctrl - rate_arm,
                          "predicted_uplift": part["predicted"].mean()})
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One learner's held-out performance, or why it failed.
+
+    ``metrics`` holds ``qini_<arm>``, ``auuc_<arm>`` and the held-out estimate of the
+    policy it recommends (``policy_value``: net value per customer;
+    ``policy_churn_reduction``).
+    """
+
+    learner: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    deciles: pd.DataFrame | None = None
+    fit_seconds: float = 0.0
+    error: str | None = None
+    members: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the learner fitted and was scored."""
+        return self.error is None
+
+    @property
+    def label(self) -> str:
+        """The learner's name, with an ensemble's members: ``ensemble (s+t)``."""
+        return self.learner + (f" ({'+'.join(self.members)})" if self.members else "")
+
+    def mean_score(self, prefix: str) -> float:
+        """Mean over offers of the metrics named ``<prefix>_<arm>`` (-inf when none)."""
+        values = [v for k, v in self.metrics.items() if k.startswith(f"{prefix}_")]
+        return float(np.mean(values)) if values else float("-inf")
+
+
+def select(candidates: Sequence[CandidateResult], by: str, objective: str = "net_value",
+           n: int = 1) -> list[str]:
+    """The names of the ``n`` best fitted candidates, best first.
+
+    ``by: qini`` ranks by the mean held-out Qini over offers; ``by: policy_value`` by
+    the held-out estimate of the recommended policy's net value per customer under the
+    net-value objective, or of its churn reduction under the churn-reduction objective.
+    Ties keep the candidates' order.
+
+    Raises:
+        LearnerError: no candidate was fitted.
+    """
+    fitted = [c for c in candidates if c.ok]
+    if not fitted:
+        raise LearnerError("no candidate learner was fitted")
+
+    def score(c: CandidateResult) -> float:
+        if by == "policy_value":
+            return c.metrics["policy_value" if objective == "net_value"
+                             else "policy_churn_reduction"]
+        return c.mean_score("qini")
+
+    return [c.learner for c in sorted(fitted, key=score, reverse=True)][:n]

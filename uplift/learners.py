@@ -20,16 +20,14 @@ import os
 import time
 from typing import Any, Literal
 
-from sklearn.dummy import DummyClassifier
+from .config import LEARNERS, LearnerName
 
 # forestci (imported by causalml's trees) logs an error when the optional duecredit
 # package is missing; without a handler Python would print it on stderr.
 logging.getLogger("duecredit").addHandler(logging.NullHandler())
 logging.getLogger("duecredit").propagate = False
 
-LearnerName = Literal["s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"]
 BaseName = Literal["lightgbm", "xgboost"]
-LEARNERS: tuple[str, ...] = ("s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree")
 TREE_LEARNERS = frozenset({"uplift_forest", "uplift_tree"})
 PROPENSITY_LEARNERS = frozenset({"x", "r", "dr"})
 
@@ -85,6 +83,12 @@ def fit_threads(window: float = 0.2) -> int:
     elapsed = total1 - total0
     busy = 0.0 if elapsed <= 0 else machine * (1.0 - (idle1 - idle0) / elapsed)
     return max(1, min(cores, round(cores - busy)))
+
+
+def _prior_classifier() -> Any:
+    from sklearn.dummy import DummyClassifier
+
+    return DummyClassifier(strategy="prior")
 
 
 def base_classifier(base: BaseName, seed: int, n_jobs: int = 1, **params: Any) -> Any:
@@ -158,7 +162,7 @@ def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
                                control_name=control)
     if name == "r":
         return BaseRClassifier(outcome_learner=outcome, effect_learner=effect,
-                               propensity_learner=DummyClassifier(strategy="prior"),
+                               propensity_learner=_prior_classifier(),
                                control_name=control, random_state=seed)
     if name == "dr":
         return BaseDRLearner(control_outcome_learner=base_regressor(base, seed, n_jobs, **params),

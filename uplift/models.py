@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from .errors import UpliftError
+from .errors import InputError, Problem, UpliftError
 from .learners import (
     PROPENSITY_LEARNERS,
     TREE_LEARNERS,
@@ -36,6 +36,13 @@ MIN_ROWS_PER_GROUP = 50
 
 class LearnerError(UpliftError):
     """A learner could not be fitted or used; the message says which and why."""
+
+
+class TrainingDataError(LearnerError, InputError):
+    """The training rows cannot teach a learner (a group too small or with one outcome).
+
+    A problem of the data, not of the code: the CLI exits 2 with its one line.
+    """
 
 
 def uplift_column(arm: str) -> str:
@@ -101,29 +108,37 @@ class FeatureEncoder(BaseEstimator):
         return out
 
 
-def _group_shares(treatment: np.ndarray, groups: Sequence[str],
-                  propensity: Mapping[str, float] | None) -> dict[str, float]:
-    """Known design shares when given, else the observed shares."""
-    if propensity is not None:
-        return {g: float(propensity[g]) for g in groups}
-    counts = pd.Series(treatment).value_counts(normalize=True)
+def group_shares(treatment: Sequence[str] | np.ndarray, groups: Sequence[str],
+                 planned: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Assignment probability per group: the ``planned`` shares when given, else observed."""
+    if planned is not None:
+        return {g: float(planned[g]) for g in groups}
+    counts = pd.Series(np.asarray(treatment, dtype=object)).value_counts(normalize=True)
     return {g: float(counts.get(g, 0.0)) for g in groups}
 
 
 def check_groups(treatment: np.ndarray, churned: np.ndarray, control: str,
-                 arms: Sequence[str], min_rows: int = MIN_ROWS_PER_GROUP) -> None:
-    """Refuse, with the arm's name, data a learner cannot learn from."""
+                 arms: Sequence[str], min_rows: int = MIN_ROWS_PER_GROUP, *,
+                 source: str | None = None, column: str = "") -> None:
+    """Refuse, naming the group, training rows a learner cannot learn from.
+
+    Raises:
+        TrainingDataError: a group has fewer than ``min_rows`` rows or only one outcome;
+            ``source`` and ``column`` locate the problem (the data file, its group column).
+    """
     for group in [control, *arms]:
         mask = treatment == group
         n = int(mask.sum())
         if n < min_rows:
-            raise LearnerError(f"group {group!r} has {n} rows in the training data; "
-                               f"at least {min_rows} are needed to fit uplift models")
+            raise TrainingDataError(Problem(source, column, (
+                f"group {group!r} has {n} rows in the training data; at least {min_rows} "
+                "are needed to fit uplift models")))
         churners = int(churned[mask].sum())
         if churners in (0, n):
             outcome = "churned" if churners == 0 else "retained"
-            raise LearnerError(f"group {group!r} has no {outcome} customers in the training "
-                               "data; its effect cannot be learned")
+            raise TrainingDataError(Problem(source, column, (
+                f"group {group!r} has no {outcome} customers in the training data; its "
+                "effect cannot be learned")))
 
 
 class UpliftModel(BaseEstimator):
@@ -173,7 +188,7 @@ class UpliftModel(BaseEstimator):
         self.encoder_ = FeatureEncoder(self.categorical).fit(X, y)
         matrix = self.encoder_.transform(X)
         self.arms_ = arms
-        self.shares_ = _group_shares(treatment, [self.control, *arms], self.propensity)
+        self.shares_ = group_shares(treatment, [self.control, *arms], self.propensity)
         self.learner_ = make_learner(self.learner, self.base, self.seed, self.control,
                                      self.n_jobs, self.params)
         kwargs: dict[str, Any] = {"X": matrix, "treatment": treatment, "y": y}
@@ -238,17 +253,19 @@ class ChurnRiskModel(BaseEstimator):
         calibrate: Calibrate with isotonic regression (3-fold cross-fitting).
         seed: Seed of every random step.
         n_jobs: Threads for the base model.
+        params: Overrides of the base classifier's settings.
     """
 
     def __init__(self, base: BaseName = "lightgbm", control: str = "control",
                  categorical: Sequence[str] | None = None, calibrate: bool = True,
-                 seed: int = 0, n_jobs: int = 1):
+                 seed: int = 0, n_jobs: int = 1, params: dict[str, Any] | None = None):
         self.base = base
         self.control = control
         self.categorical = categorical
         self.calibrate = calibrate
         self.seed = seed
         self.n_jobs = n_jobs
+        self.params = params
 
     def fit(self, X: pd.DataFrame, treatment: Sequence[str], churned: Sequence[int]
             ) -> ChurnRiskModel:
@@ -257,7 +274,7 @@ class ChurnRiskModel(BaseEstimator):
         self.encoder_ = FeatureEncoder(self.categorical).fit(X, churned)
         self.groups_ = sorted({str(t) for t in treatment})
         matrix = self._design(self.encoder_.transform(X), treatment)
-        model = base_classifier(self.base, self.seed, self.n_jobs)
+        model = base_classifier(self.base, self.seed, self.n_jobs, **(self.params or {}))
         if self.calibrate:
             from sklearn.calibration import CalibratedClassifierCV
             from sklearn.model_selection import StratifiedKFold
@@ -310,3 +327,50 @@ class EnsembleUpliftModel(BaseEstimator):
         """Mean of the members' ``uplift_<arm>`` columns."""
         frames = [m.predict(X) for m in self.members]
         return sum(frames[1:], frames[0]) / len(frames)
+
+
+class RetentionModel:
+    """Churn risk with no offer plus the predicted churn reduction of every offer.
+
+    What gets registered and exported: ``predict`` takes raw customer rows and
+    returns ``churn_risk`` and one ``uplift_<arm>`` column per offer.
+    """
+
+    def __init__(self, risk: ChurnRiskModel, uplift: UpliftModel | EnsembleUpliftModel,
+                 features: Sequence[str]):
+        self.risk = risk
+        self.uplift = uplift
+        self.features = list(features)
+
+    @property
+    def arms(self) -> list[str]:
+        """Offer names in column order."""
+        return list(self.uplift.arms_)
+
+    @property
+    def learner(self) -> str:
+        """The uplift learner's name."""
+        return self.uplift.learner
+
+    def predict(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """``churn_risk`` and ``uplift_<arm>`` for every row of ``customers``."""
+        X = customers[self.features]
+        out = self.uplift.predict(X)
+        out.insert(0, "churn_risk", self.risk.predict_proba(X))
+        return out
+
+    def predict_churn(self, customers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """P(churn | no offer) (n,) and P(churn | offer) (n, k), clipped to (0, 1)."""
+        return churn_probabilities(self.predict(customers), self.arms)
+
+
+def churn_probabilities(scores: pd.DataFrame, arms: Sequence[str]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """P(churn | no offer) (n,) and P(churn | offer) (n, k) from a model's predictions.
+
+    ``scores`` holds ``churn_risk`` and ``uplift_<arm>``; offer probabilities are
+    clipped to (0, 1).
+    """
+    p_control = scores["churn_risk"].to_numpy(dtype=float)
+    uplift = scores[[uplift_column(a) for a in arms]].to_numpy(dtype=float)
+    return p_control, np.clip(p_control[:, None] - uplift, 1e-6, 1 - 1e-6)

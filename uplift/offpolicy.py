@@ -58,9 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from .formatting import money as _money
-from .formatting import pct as _pct
-from .formatting import pp as _pp
+from .formatting import Paragraph, Table, money, pct, pp, render_markdown
 
 if TYPE_CHECKING:
     from .config import ArmConfig
@@ -88,6 +86,9 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("net_value_per_customer", "net value per customer", "policy_net_value_per_customer"),
     ("cost_per_customer", "cost per customer", "policy_cost_per_customer"),
 )
+
+
+_FORMATS = {"net_value_per_customer": money, "cost_per_customer": money, "churn_reduction": pp}
 
 
 @dataclass(frozen=True)
@@ -147,24 +148,29 @@ class PolicyEstimate:
         rows = [{"estimate": attr, **asdict(getattr(self, attr))} for attr, _, _ in _ROWS]
         return pd.DataFrame(rows, columns=["estimate", *(f.name for f in fields(Estimate))])
 
-    def to_markdown(self) -> str:
-        """A markdown table of the estimates, then the policy's shares and the method."""
+    def table(self) -> Table:
+        """Each estimate with its confidence interval."""
         level = f"{100 * (1 - self.alpha):g}%"
-        lines = [f"| estimate | value | {level} CI |", "| --- | ---: | ---: |"]
+        rows = []
         for attr, label, _ in _ROWS:
             est: Estimate = getattr(self, attr)
-            fmt = {"net_value_per_customer": _money, "cost_per_customer": _money,
-                   "churn_reduction": _pp}.get(attr, _pct)  # fmt: skip
+            fmt = _FORMATS.get(attr, pct)
             ci = f"[{fmt(est.ci_low)}, {fmt(est.ci_high)}]" if math.isfinite(est.value) else ""
-            lines.append(f"| {label} | {fmt(est.value)} | {ci} |")
-        shares = ", ".join(f"{g} {_pct(s)}" for g, s in self.shares.items())
-        lines += [
-            "",
+            rows.append([label, fmt(est.value), ci])
+        return Table.build(["estimate", "value", f"{level} CI"], rows, numeric={1, 2},
+                           title="The policy's held-out estimates")
+
+    def paragraphs(self) -> list[Paragraph]:
+        """Where the estimates come from and what they are relative to."""
+        shares = ", ".join(f"{g} {pct(s)}" for g, s in self.shares.items())
+        return [Paragraph(
             f"Policy sends: {shares}. Estimated on {self.n:,} held-out randomized customers "
             f"({self.method} estimator, known propensities); churn reduction and net value "
-            "are relative to giving nobody an offer.",
-        ]
-        return "\n".join(lines) + "\n"
+            "are relative to giving nobody an offer.")]
+
+    def to_markdown(self) -> str:
+        """A Markdown table of the estimates, then the policy's shares and the method."""
+        return render_markdown(self.table(), self.paragraphs())
 
 
 def evaluate_policy(

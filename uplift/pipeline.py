@@ -1,20 +1,22 @@
 """``run_experiment``: config, data, readout, models, policy, baseline, report, MLflow.
 
 The one orchestrator the CLI and notebooks call. Everything that can fail on bad
-input or in computation happens before the first MLflow call, so bad input creates
-no run; logging happens inside a context-managed run (an exception, Ctrl-C or
-SIGTERM ends it FAILED, never RUNNING), and the model is registered only after the
-run has finished.
+input happens before the run starts, so bad input creates no run. Fitting happens
+inside the run (``tracking.start_run``: an exception, Ctrl-C or SIGTERM ends it
+FAILED or KILLED, never RUNNING), and the model is registered only after the run
+has finished. Every MLflow call goes through ``tracking`` and ``registry``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -22,8 +24,14 @@ from . import __version__
 from .analysis import RctResult, analyze_dataset
 from .config import ExperimentConfig, load_config, parse_period
 from .data import Dataset, load_dataset
-from .errors import ConfigError, Problem
-from .training import TrainingResult, train_models
+from .errors import ArgumentProblem, ConfigError, Problem
+from .tables import current_umask
+from .training import TrainingResult, holdout_budget_curve, train_models
+
+if TYPE_CHECKING:
+    from .tracking import RunRecorder
+
+DEFAULT_REPORTS = Path("reports")
 
 
 @dataclass(frozen=True)
@@ -55,11 +63,12 @@ def prepare_run(config_path: str | Path, period: str | None = None
         try:
             parse_period(period)
         except ValueError as exc:
-            raise ConfigError(Problem(None, "--period", str(exc))) from None
+            raise ConfigError(ArgumentProblem(None, "period", str(exc))) from None
         cfg = cfg.model_copy(update={"period": period})  # keeps the file's source and sha256
     if cfg.period is None:
         raise ConfigError(Problem(str(config_path), "period",
-                                  "required for uplift run (or give --period YYYY-MM)"))
+                                  "required: the period the test ran in (YYYY-MM), here or "
+                                  "given to the run"))
     return cfg, load_dataset(cfg)
 
 
@@ -67,8 +76,7 @@ def collect_metrics(rct: RctResult, training: TrainingResult,
                     baseline: float | None) -> dict[str, float]:
     """Every metric of SPEC section 4 for the run (baseline ones only when known)."""
     metrics: dict[str, float] = dict(rct.metrics())
-    selected = next(c for c in training.candidates if c.learner == training.selected)
-    metrics.update({k: v for k, v in selected.metrics.items()
+    metrics.update({k: v for k, v in training.chosen.metrics.items()
                     if k.startswith(("qini_", "auuc_"))})
     metrics.update(training.policy_estimate.metrics())
     if baseline is not None:
@@ -79,7 +87,8 @@ def collect_metrics(rct: RctResult, training: TrainingResult,
 
 def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
                    period: str | None = None,
-                   on_step: Callable[[str], None] | None = None) -> RunResult:
+                   on_step: Callable[[str], None] | None = None,
+                   reports: str | os.PathLike[str] | None = DEFAULT_REPORTS) -> RunResult:
     """The main job: validate, then inside one MLflow run model, decide, compare, report, log.
 
     Bad input is refused before anything touches the store. The run starts after
@@ -92,13 +101,14 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
             the default ``sqlite:///mlruns/mlflow.db``).
         period: Overrides the config's period (YYYY-MM).
         on_step: Called with a short description as each step starts.
+        reports: Folder that receives a copy of the report as ``<period>/`` (replaced
+            whole, by renames, never half-written); None keeps it only in MLflow.
 
     Returns:
         The finished run's ids, metrics, model version and report path.
     """
-    import mlflow
-
     from . import registry, tracking
+    from .report import write_report
 
     step = on_step or (lambda _: None)
     seconds: dict[str, float] = {}
@@ -113,88 +123,108 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
     uri = tracking.resolve_tracking_uri(tracking_uri, cfg)
     client = tracking.open_client(uri)
     experiment_id = tracking.get_or_create_experiment(client, cfg.name, uri)
-    mlflow.set_tracking_uri(uri)
     baseline_period = cfg.resolved_baseline_period()
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
-            experiment_id=experiment_id, run_name=cfg.period) as run:
-        try:
-            mlflow.set_tags({"period": cfg.period, "baseline_period": baseline_period or "",
-                             "config_sha256": cfg.sha256 or "", "data_sha256": dataset.sha256,
-                             "uplift_version": __version__})
-            mlflow.log_params(tracking.flatten_params(cfg))
-            outcome = _fit_and_log(cfg, dataset, rct, client, experiment_id, baseline_period,
-                                   config_text, Path(tmp), step, seconds)
-        except KeyboardInterrupt:
-            mlflow.end_run(status="KILLED")
-            raise
-    training, metrics, baseline_source, info, report_dir = outcome
+    with tempfile.TemporaryDirectory() as tmp, tracking.start_run(
+            uri, experiment_id, str(cfg.period)) as run:
+        run.set_tags({"period": str(cfg.period), "baseline_period": baseline_period or "",
+                      "config_sha256": cfg.sha256 or "", "data_sha256": dataset.sha256,
+                      "uplift_version": __version__})
+        run.log_params(tracking.flatten_params(cfg))
+        run.log_dataset(dataset.frame, name=_dataset_name(cfg, dataset), digest=dataset.sha256,
+                        source=cfg.data.path)
+
+        start = time.perf_counter()
+        training = train_models(dataset, cfg, on_step=step)
+        seconds["models"] = time.perf_counter() - start
+        seconds["fits"] = sum(training.fit_seconds.values())
+        run.set_tags({"selected_learner": training.selected})
+        baseline, baseline_source = tracking.find_baseline(client, experiment_id,
+                                                           baseline_period, cfg)
+        metrics = collect_metrics(rct, training, baseline)
+
+        start = time.perf_counter()
+        step("Writing the report")
+        report_dir = Path(tmp) / "report"
+        write_report(report_dir, cfg=cfg, dataset=dataset, rct=rct, training=training,
+                     budget_curve=holdout_budget_curve(training, dataset, cfg),
+                     baseline_churn_rate=baseline, baseline_source=baseline_source,
+                     run_id=run.run_id)
+        seconds["report"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        step("Logging to MLflow")
+        spec_names = tracking.spec_metric_names(cfg.arm_names)
+        run.log_metrics({k: v for k, v in metrics.items() if k in spec_names})
+        run.log_dict(tracking.finite_metrics(metrics), "metrics/all_metrics.json")
+        _log_candidates(run, training, str(cfg.period))
+        run.log_text(config_text, "config/experiment.yaml")
+        run.log_folder(report_dir, "report")
+        log_start = time.perf_counter()
+        info = registry.log_model(training.model, dataset, config_text)
+        seconds["log_model"] = time.perf_counter() - log_start
+        seconds["tracking"] = time.perf_counter() - start
+        run.log_dict({**seconds, "fit_seconds": training.fit_seconds}, "timings.json")
+        copy = None if reports is None else replace_folder(report_dir,
+                                                           Path(reports) / str(cfg.period))
 
     register_start = time.perf_counter()
     version = registry.register(client, info.model_uri, cfg.tracking.registered_model,
-                                run.info.run_id)
+                                run.run_id)
     seconds["register"] = time.perf_counter() - register_start
     seconds["total"] = time.perf_counter() - clock
     return RunResult(
-        run_id=run.info.run_id, experiment_id=experiment_id, tracking_uri=uri,
-        period=cfg.period, selected_learner=training.selected,
+        run_id=run.run_id, experiment_id=experiment_id, tracking_uri=uri,
+        period=str(cfg.period), selected_learner=training.selected,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
-        report_path=report_dir / "report.html", baseline_source=baseline_source,
-        seconds=seconds,
+        report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
+        "report.html", baseline_source=baseline_source, seconds=seconds,
     )
 
 
-def _fit_and_log(cfg: ExperimentConfig, dataset: Dataset, rct: RctResult, client: object,
-                 experiment_id: str, baseline_period: str | None, config_text: str,
-                 tmp: Path, step: Callable[[str], None], seconds: dict[str, float]) -> tuple:
-    """Everything inside the active run: models, baseline, report, metrics, artifacts, model."""
-    import mlflow
+def _dataset_name(cfg: ExperimentConfig, dataset: Dataset) -> str:
+    if cfg.data.path is not None:
+        return Path(cfg.data.path).name
+    sim = cfg.data.simulate
+    return f"simulated-{sim.customers}-seed{sim.seed}" if sim is not None else dataset.source
 
-    from . import registry, tracking
-    from .report import write_report
 
-    clock = time.perf_counter()
-    training = train_models(dataset, cfg, on_step=step)
-    seconds["models"] = time.perf_counter() - clock
-    seconds["fits"] = sum(training.fit_seconds.values())
-    mlflow.set_tag("selected_learner", training.selected)
-    baseline, baseline_source = tracking.find_baseline(client, experiment_id, baseline_period,
-                                                       cfg)
-    metrics = collect_metrics(rct, training, baseline)
-
-    clock = time.perf_counter()
-    step("Writing the report")
-    report_dir = tmp / "report"
-    write_report(report_dir, cfg=cfg, dataset=dataset, rct=rct, training=training,
-                 baseline_churn_rate=baseline, baseline_source=baseline_source,
-                 run_id=mlflow.active_run().info.run_id)
-    seconds["report"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    step("Logging to MLflow")
-    spec_names = tracking.spec_metric_names(cfg.arm_names)
-    mlflow.log_metrics(tracking.finite_metrics(
-        {k: v for k, v in metrics.items() if k in spec_names}))
-    mlflow.log_dict(tracking.finite_metrics(metrics), "metrics/all_metrics.json")
+def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> None:
+    """One child run per candidate learner with its held-out metrics and decile table."""
     for cand in training.candidates:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=cand.learner, nested=True):
-            mlflow.set_tags({"learner": cand.learner, "period": cfg.period,
-                             "selected": str(cand.learner == training.selected),
-                             **({"error": cand.error[:5000]} if cand.error else {}),
-                             **({"members": "+".join(cand.members)} if cand.members else {})})
-            mlflow.log_metrics(tracking.finite_metrics(
-                {**cand.metrics, "fit_seconds": cand.fit_seconds}))
-            if cand.deciles is not None:
-                mlflow.log_table(cand.deciles, "deciles.json")
-    mlflow.log_text(config_text, "config/experiment.yaml")
-    mlflow.log_artifacts(str(report_dir), "report")
-    log_start = time.perf_counter()
-    info = registry.log_model(training.model, dataset, config_text)
-    seconds["log_model"] = time.perf_counter() - log_start
-    seconds["tracking"] = time.perf_counter() - clock
-    mlflow.log_dict({**seconds, "fit_seconds": training.fit_seconds}, "timings.json")
+        tags = {"learner": cand.learner, "period": period,
+                "selected": str(cand.learner == training.selected)}
+        if cand.error:
+            tags["error"] = cand.error[:5000]
+        if cand.members:
+            tags["members"] = "+".join(cand.members)
+        tables = {"deciles.json": cand.deciles} if cand.deciles is not None else {}
+        run.log_child(cand.learner, tags=tags,
+                      metrics={**cand.metrics, "fit_seconds": cand.fit_seconds}, tables=tables)
 
-    target = Path("reports") / str(cfg.period)
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(report_dir, target)
-    return training, metrics, baseline_source, info, target
+
+def replace_folder(source: Path, target: Path) -> Path:
+    """Put a copy of ``source`` at ``target``, replacing what was there by renames.
+
+    The copy is written beside ``target`` under a temporary name, then renamed into
+    place; a folder already there is first renamed aside and removed afterwards, so
+    ``target`` is never half-written.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.uplift-", dir=target.parent))
+    old = None
+    try:
+        shutil.copytree(source, fresh, dirs_exist_ok=True)
+        os.chmod(fresh, 0o777 & ~current_umask())
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.uplift-old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(fresh, target)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        if old is not None and not target.exists() and (old / target.name).exists():
+            os.replace(old / target.name, target)  # put the previous report back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return target

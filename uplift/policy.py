@@ -6,36 +6,47 @@ Costs and value per customer i and offer a, with p_i,a = P(churn_i | a)::
     cost_i,a   = fixed_a + (1 - p_i,a) * revenue_share_a * value_i * months_a
     net_i,a    = uplift_i,a * value_i * value_horizon_months - cost_i,a
 
-``build_policy`` scores every eligible offer (net value or churn reduction) and hands
-the scores to :func:`uplift.optimize.assign_offers`, which respects the budget and the
-per-offer capacities exactly (not first-come). The result, :class:`PolicyResult`, names
-the recommended group per customer and sums up the policy's economics.
+:func:`score_offers` values every offer for every customer (the run's policy and the
+export both start there); :func:`choose_offers` hands the scores to
+:func:`uplift.optimize.assign_offers`, which respects the budget and the per-offer
+capacities exactly (not first-come); :func:`build_policy` does both. The result,
+:class:`PolicyResult`, names the recommended group per customer and sums up the
+policy's economics.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .config import ArmConfig, ExperimentConfig, FilterConfig
+from .errors import UpliftWarning
+from .formatting import Paragraph, Table, money, pct, pp, render_markdown
 from .optimize import REL_TOL, Assignment, assign_offers
 
 __all__ = [
     "REL_TOL",
     "Assignment",
+    "OfferScores",
     "PolicyResult",
     "assign_offers",
     "budget_curve",
-    "policy_scores",
     "build_policy",
+    "capacity_list",
+    "choose_offers",
     "eligibility",
+    "offer_threshold",
     "net_values",
     "offer_costs",
+    "optimality_warning",
+    "picked",
+    "score_offers",
 ]
 
 _FRAME_COLUMNS = ("group", "customers", "share", "cost", "net_value", "mean_uplift")
@@ -208,8 +219,8 @@ class PolicyResult:
         uplift: (n,) predicted churn reduction of the recommended offer (0 for the control).
         cost: (n,) expected cost of the recommended offer (0 for the control).
         assignment: The optimizer's answer (choice indices, multipliers, bound); its
-            ``objective`` is the total score maximised (net value, less
-            ``min_net_value`` per offer when that is negative, or churn reduction).
+            ``objective`` is the total score of the offers made (net value or churn
+            reduction).
         objective: ``net_value`` or ``churn_reduction``, what was maximised.
         budget: The budget applied (None: none).
         capacity: The capacities applied, per offer name.
@@ -295,49 +306,176 @@ class PolicyResult:
         frame = pd.DataFrame(rows, columns=list(_FRAME_COLUMNS))
         return frame.astype({"customers": "int64"})
 
-    def to_markdown(self) -> str:
-        """A markdown table of the groups plus a line on constraints and optimality."""
-        lines = [
-            "| group | customers | share | expected cost | expected net value | mean uplift |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
+    def table(self) -> Table:
+        """Per group (control first) and in total: customers, share, expected cost and value."""
+        rows = []
         for row in self.to_frame().itertuples(index=False):
-            name = f"{row.group} (no offer)" if row.group == self.control else row.group
-            no_uplift = row.group == self.control or math.isnan(row.mean_uplift)
-            uplift = "" if no_uplift else f"{100 * row.mean_uplift:+.2f} pp"
-            lines.append(f"| {name} | {row.customers:,} | {100 * row.share:.1f}% | "
-                         f"{row.cost:,.2f} | {row.net_value:,.2f} | {uplift} |")
-        lines.append(f"| **total** | {self.n_customers:,} | 100.0% | {self.total_cost:,.2f} | "
-                     f"{self.total_net_value:,.2f} | |")
-        lines.append("")
+            control = row.group == self.control
+            rows.append([f"{row.group} (no offer)" if control else str(row.group),
+                         f"{row.customers:,}", pct(row.share), money(row.cost),
+                         money(row.net_value), "" if control else pp(row.mean_uplift, "")])
+        rows.append(["total", f"{self.n_customers:,}", pct(1.0 if self.n_customers else 0.0),
+                     money(self.total_cost), money(self.total_net_value), ""])
+        return Table.build(["group", "customers", "share", "expected cost",
+                            "expected net value", "mean predicted uplift"], rows,
+                           numeric=range(1, 6), highlight=[len(rows) - 1],
+                           title="Recommended offers")
+
+    def paragraphs(self) -> list[Paragraph]:
+        """What was maximised, under which limits, and whether it is proven optimal."""
         limits = []
         if self.budget is not None:
-            limits.append(f"budget {self.budget:,.2f} ({self.total_cost:,.2f} used)")
+            limits.append(f"budget {money(self.budget)} ({money(self.total_cost)} used)")
         counts = self.counts()
-        for name, cap in (self.capacity or {}).items():
-            limits.append(f"{name} capacity {cap:,} ({counts.get(name, 0):,} used)")
+        limits += [f"{name} capacity {cap:,} ({counts.get(name, 0):,} used)"
+                   for name, cap in (self.capacity or {}).items()]
         status = "proven optimal" if self.assignment.optimal else (
             f"within {self.assignment.gap:,.4g} of the optimum")
         aim = "net value" if self.objective == "net_value" else "churn reduction"
-        lines.append(f"Maximises expected {aim}; "
-                     f"{'; '.join(limits) if limits else 'no budget or capacity limits'}; "
-                     f"{status}.")
-        return "\n".join(lines) + "\n"
+        return [Paragraph(f"Maximises expected {aim}; "
+                          f"{'; '.join(limits) if limits else 'no budget or capacity limits'}; "
+                          f"{status}.")]
+
+    def to_markdown(self) -> str:
+        """The groups as a Markdown table, then the limits and optimality."""
+        return render_markdown(self.table(), self.paragraphs())
 
 
-def policy_scores(net: np.ndarray, uplift: np.ndarray, cfg: ExperimentConfig
-                  ) -> tuple[np.ndarray, float]:
-    """What the optimizer maximises per customer and offer, and the score an offer must beat.
+@dataclass(frozen=True)
+class OfferScores:
+    """What each offer would do for each customer: rows are customers, columns offers.
 
-    ``net_value``: the net value, above ``min_net_value``; a negative ``min_net_value``
-    is a loss accepted per offer, so each offer made earns that much. ``churn_reduction``:
-    the predicted uplift, above zero.
+    Attributes:
+        uplift: Predicted churn reduction, ``p_control - p_offer``.
+        cost: Expected cost of making the offer.
+        net: Expected net value, ``uplift * value * horizon - cost``.
+        eligible: The offer's ``eligible`` filters let the customer have it.
+        score: What the objective maximises: ``net`` (net value) or ``uplift``.
+        min_score: An offer is made only when its score is above this:
+            ``policy.min_net_value`` under the net-value objective, 0 under churn reduction.
     """
-    if cfg.policy.objective == "churn_reduction":
-        return uplift, 0.0
-    if cfg.policy.min_net_value < 0:
-        return net - cfg.policy.min_net_value, 0.0
-    return net, cfg.policy.min_net_value
+
+    uplift: np.ndarray
+    cost: np.ndarray
+    net: np.ndarray
+    eligible: np.ndarray
+    score: np.ndarray
+    min_score: float
+
+    @property
+    def allowed(self) -> np.ndarray:
+        """Offers that may be made: eligible and scoring above ``min_score``."""
+        return self.eligible & (self.score > self.min_score)
+
+
+def score_offers(p_control: np.ndarray, p_arms: np.ndarray, value: np.ndarray,
+                 frame: pd.DataFrame, cfg: ExperimentConfig) -> OfferScores:
+    """Uplift, cost, net value, eligibility and the objective's score of every offer.
+
+    The one place offers are valued: the run's policy and the export both start here.
+
+    Args:
+        p_control: (n,) P(churn | no offer).
+        p_arms: (n, k) P(churn | offer), columns in ``cfg.arm_names`` order.
+        value: (n,) monthly revenue per customer.
+        frame: The customers' rows (for the eligibility filters), n rows.
+        cfg: The experiment config (arms, costs, horizon, objective, min_net_value).
+    """
+    if len(frame) != np.shape(p_control)[0]:
+        raise ValueError(f"frame has {len(frame)} rows, p_control {np.shape(p_control)[0]}")
+    net, cost = net_values(p_control, p_arms, value, cfg.arms, cfg.value_horizon_months)
+    uplift = np.asarray(p_control, dtype=float)[:, None] - np.asarray(p_arms, dtype=float)
+    score = uplift if cfg.policy.objective == "churn_reduction" else net
+    return OfferScores(uplift=uplift, cost=cost, net=net, eligible=eligibility(frame, cfg.arms),
+                       score=score, min_score=offer_threshold(cfg))
+
+
+def offer_threshold(cfg: ExperimentConfig) -> float:
+    """The score an offer must beat: ``policy.min_net_value``, or 0 for churn reduction."""
+    return 0.0 if cfg.policy.objective == "churn_reduction" else float(cfg.policy.min_net_value)
+
+
+def choose_offers(score: np.ndarray, cost: np.ndarray, allowed: np.ndarray, *,
+                  min_score: float = 0.0, budget: float | None = None,
+                  capacity: Sequence[int | None] | None = None,
+                  exact: bool = True) -> Assignment:
+    """At most one offer per customer: the most total score the budget and capacities allow.
+
+    Offers that add to the total (score above 0 and ``min_score``) are assigned by
+    :func:`~uplift.optimize.assign_offers`, optimally under the limits. With a negative
+    ``min_score``, offers scoring in ``(min_score, 0]`` are losses the user accepts: they
+    go, each customer's best one, highest first, to customers left without an offer, as
+    far as the budget and capacities that remain allow. Without limits that gives every
+    customer their best allowed offer; under a binding limit a loss never displaces a
+    gain, so the total is never lowered to make room for losses.
+
+    Args:
+        score: (n, k) what the objective maximises (net value or churn reduction).
+        cost: (n, k) expected cost (counts against the budget).
+        allowed: (n, k) bool, the offers that may be made (``OfferScores.allowed``).
+        min_score: The score an offer must exceed.
+        budget: Cap on total expected cost; None for none.
+        capacity: Per offer, a cap on its customers (None: no cap).
+        exact: False stops at the optimizer's Lagrangian assignment (fast, near-optimal).
+
+    Returns:
+        The assignment; its ``objective`` is the total score of all offers made, its
+        ``upper_bound`` the proven bound on it.
+    """
+    score = np.asarray(score, dtype=float)
+    allowed = np.asarray(allowed, dtype=bool) & (score > min_score)
+    gains = allowed & (score > 0)
+    result = assign_offers(score, cost, eligible=gains, budget=budget, capacity=capacity,
+                           exact=exact)
+    losses = allowed & ~gains
+    if min_score >= 0 or not losses.any():
+        return result
+    choice = result.choice.copy()
+    cost = np.asarray(cost, dtype=float)
+    n, k = score.shape
+    left = math.inf if budget is None else budget + REL_TOL * max(1.0, budget) - result.total_cost
+    caps = np.array([math.inf if c is None else c for c in (capacity or [None] * k)], float)
+    room = caps - result.counts
+    open_rows = np.flatnonzero((choice < 0) & losses.any(axis=1))
+    masked = np.where(losses[open_rows], score[open_rows], -np.inf)
+    tied = np.where(masked == masked.max(axis=1, keepdims=True), cost[open_rows], np.inf)
+    best = tied.argmin(axis=1)
+    value = masked[np.arange(open_rows.size), best]
+    added = 0.0
+    for j in np.argsort(-value, kind="stable"):
+        row, offer = open_rows[j], best[j]
+        if room[offer] >= 1 and cost[row, offer] <= left:
+            choice[row] = offer
+            room[offer] -= 1
+            left -= cost[row, offer]
+            added += value[j]
+    made = np.flatnonzero(choice >= 0)
+    return replace(
+        result, choice=choice, objective=result.objective + added,
+        total_cost=float(cost[made, choice[made]].sum()),
+        counts=np.bincount(choice[made], minlength=k)[:k],
+        upper_bound=result.upper_bound + added)
+
+
+def optimality_warning(assignment: Assignment, what: str) -> None:
+    """Warn (``UpliftWarning``) when an assignment is not proven optimal, saying how close."""
+    if assignment.optimal:
+        return
+    scale = max(1.0, abs(assignment.upper_bound))
+    warnings.warn(f"{what}: the offer assignment is not proven optimal; it is within "
+                  f"{assignment.gap:,.4g} ({assignment.gap / scale:.1e} of the total) of the "
+                  "best possible", UpliftWarning, stacklevel=3)
+
+
+def capacity_list(capacity: Mapping[str, int], names: Sequence[str]) -> list[int | None]:
+    """Per-offer capacities in column order (None: no cap), checked against the offer names."""
+    unknown = [key for key in capacity if key not in names]
+    if unknown:
+        raise ValueError(f"capacity for unknown offer(s): {', '.join(map(repr, unknown))}")
+    for name, cap in capacity.items():
+        if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 0:
+            raise ValueError(f"capacity of {name!r} must be a whole number >= 0, got {cap!r}")
+    return [capacity.get(name) for name in names]
 
 
 def build_policy(
@@ -349,17 +487,16 @@ def build_policy(
     *,
     budget: float | None = _DEFAULT,
     capacity: Mapping[str, int] | None = _DEFAULT,
-    time_limit: float = 60.0,
     exact: bool = True,
 ) -> PolicyResult:
     """Recommend an offer (or none) per customer under the config's objective and limits.
 
-    ``objective: net_value`` maximises the total net value over offers whose net value
-    exceeds ``policy.min_net_value``. A negative ``min_net_value`` is a loss accepted per
-    offer: then the total of ``net - min_net_value`` is maximised, so that without limits
-    each customer gets the best offer when it nets more than ``min_net_value`` (SPEC 3).
-    ``churn_reduction`` maximises the total predicted churn reduction over offers that
-    reduce churn. Costs count against the budget either way.
+    ``objective: net_value`` maximises the total net value of the offers made; an offer
+    is made only when its net value exceeds ``policy.min_net_value``, so a negative
+    ``min_net_value`` accepts that much loss per offer (see :func:`choose_offers`): without
+    limits each customer gets the best offer that nets more than ``min_net_value``
+    (SPEC 3). ``churn_reduction`` maximises the total predicted churn reduction over
+    offers that reduce churn. Costs count against the budget either way.
 
     Args:
         p_control: (n,) P(churn | no offer).
@@ -369,51 +506,40 @@ def build_policy(
         cfg: The experiment config (arms, costs, horizon, policy).
         budget: Cap on total expected cost; default ``cfg.policy.budget``, None for none.
         capacity: Customers per offer name; default ``cfg.policy.capacity``, None for none.
-        time_limit: Seconds the exact optimizer may spend on its MILP step.
         exact: False stops at the Lagrangian assignment (feasible, near-optimal, fast);
             see :func:`~uplift.optimize.assign_offers`.
 
     Returns:
         The recommended groups with their net value, uplift and cost.
     """
-    arms = cfg.arms
     names = cfg.arm_names
-    if len(frame) != np.shape(p_control)[0]:
-        raise ValueError(f"frame has {len(frame)} rows, p_control {np.shape(p_control)[0]}")
-    net, cost = net_values(p_control, p_arms, value, arms, cfg.value_horizon_months)
-    uplift = np.asarray(p_control, dtype=float)[:, None] - np.asarray(p_arms, dtype=float)
-    allowed = eligibility(frame, arms)
-
+    offers = score_offers(p_control, p_arms, value, frame, cfg)
     budget = cfg.policy.budget if budget is _DEFAULT else budget
     capacity = dict(cfg.policy.capacity) if capacity is _DEFAULT else dict(capacity or {})
-    unknown = [key for key in capacity if key not in names]
-    if unknown:
-        raise ValueError(f"capacity for unknown offer(s): {', '.join(map(repr, unknown))}")
-    for name, cap in capacity.items():
-        if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 0:
-            raise ValueError(f"capacity of {name!r} must be a whole number >= 0, got {cap!r}")
-    caps = [capacity.get(name) for name in names]
-
-    score, min_score = policy_scores(net, uplift, cfg)
-    assignment = assign_offers(score, cost, eligible=allowed, budget=budget, capacity=caps,
-                               min_score=min_score, time_limit=time_limit, exact=exact)
+    caps = capacity_list(capacity, names)
+    assignment = choose_offers(offers.score, offers.cost, offers.allowed,
+                               min_score=offers.min_score, budget=budget, capacity=caps,
+                               exact=exact)
 
     choice = assignment.choice
     rows = np.flatnonzero(choice >= 0)
     offer = np.full(choice.shape[0], cfg.control, dtype=object)
-    picked = np.zeros(choice.shape[0])
-    out = {}
-    for name, matrix in (("net", net), ("uplift", uplift), ("cost", cost)):
-        column = picked.copy()
-        column[rows] = matrix[rows, choice[rows]]
-        out[name] = column
     offer[rows] = np.asarray(names, dtype=object)[choice[rows]]
     return PolicyResult(
-        arms=tuple(names), control=cfg.control, offer=offer, net_value=out["net"],
-        uplift=out["uplift"], cost=out["cost"], assignment=assignment,
+        arms=tuple(names), control=cfg.control, offer=offer,
+        net_value=picked(offers.net, choice), uplift=picked(offers.uplift, choice),
+        cost=picked(offers.cost, choice), assignment=assignment,
         objective=cfg.policy.objective, budget=budget,
         capacity={k: int(v) for k, v in capacity.items()},
     )
+
+
+def picked(matrix: np.ndarray, choice: np.ndarray) -> np.ndarray:
+    """Each row's entry in its chosen column (0 where no offer was chosen)."""
+    out = np.zeros(choice.shape[0])
+    rows = np.flatnonzero(choice >= 0)
+    out[rows] = matrix[rows, choice[rows]]
+    return out
 
 
 def budget_curve(

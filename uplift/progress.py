@@ -29,20 +29,6 @@ def step(description: str, enabled: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar over ``total`` units; yields ``advance(n)`` (a no-op when disabled)."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
-
-
-@contextlib.contextmanager
 def steps(enabled: bool) -> Iterator[Callable[[str], None]]:
     """A spinner whose text each step replaces; yields ``update(description)``."""
     if not enabled:

@@ -21,8 +21,8 @@ import pandas as pd
 
 from .data import Dataset
 from .drift import profile_features
-from .errors import ModelNotFoundError, Problem
-from .training import RetentionModel
+from .errors import ArgumentProblem, ModelNotFoundError, Problem, first_line
+from .models import RetentionModel, uplift_column
 
 MODEL_ARTIFACT = "model"
 CANDIDATE = "candidate"
@@ -93,12 +93,15 @@ class _UncheckedPyfunc:
                 environment.warn_dependency_requirement_mismatches = check
 
 
-def input_schema(frame: pd.DataFrame, features: list[str]) -> Any:
+def input_schema(frame: pd.DataFrame, features: list[str],
+                 optional: list[str] | None = None) -> Any:
     """The pyfunc's input schema from the training columns' types.
 
     Real numbers are ``double``, text and categories ``string``, flags ``boolean``.
     Integer columns accept any number: MLflow refuses int64 for ``double`` and NaN
-    for ``long``, and a batch of raw rows may bring either.
+    for ``long``, and a batch of raw rows may bring either. ``optional`` columns (the
+    id, group and outcome of a raw data row) may come along and are ignored, so MLflow
+    neither refuses nor warns about them.
     """
     from mlflow.types import ColSpec, DataType, Schema
     from mlflow.types.schema import AnyType
@@ -113,14 +116,16 @@ def input_schema(frame: pd.DataFrame, features: list[str]) -> Any:
             return DataType.double
         return DataType.string
 
-    return Schema([ColSpec(dtype(name), name) for name in features])
+    extra = [c for c in (optional or []) if c not in features and c in frame.columns]
+    return Schema([ColSpec(dtype(name), name) for name in features]
+                  + [ColSpec(AnyType(), name, required=False) for name in extra])
 
 
 def _output_schema(model: RetentionModel) -> Any:
     from mlflow.types import ColSpec, DataType, Schema
 
     return Schema([ColSpec(DataType.double, name) for name in
-                   ["churn_risk", *(f"uplift_{arm}" for arm in model.arms)]])
+                   ["churn_risk", *(uplift_column(arm) for arm in model.arms)]])
 
 
 def log_model(model: RetentionModel, dataset: Dataset, config_text: str) -> Any:
@@ -152,8 +157,9 @@ def log_model(model: RetentionModel, dataset: Dataset, config_text: str) -> Any:
         (folder / "training_profile.json").write_text(json.dumps(profile), encoding="utf-8")
         code = folder / "code" / _PACKAGE.name
         shutil.copytree(_PACKAGE, code, ignore=shutil.ignore_patterns("__pycache__"))
+        raw_columns = [dataset.id_column, dataset.treatment_column, dataset.outcome_column]
         signature = ModelSignature(
-            inputs=input_schema(frame, model.features),
+            inputs=input_schema(frame, model.features, raw_columns),
             outputs=_output_schema(model))
         return Model.log(
             artifact_path=None, name=MODEL_ARTIFACT, flavor=_UncheckedPyfunc,
@@ -189,12 +195,13 @@ def promote(client: Any, name: str, *, version: str | None = None,
     """Point ``champion`` at a version (given, or the one from ``run_id``, else the candidate)."""
     if version is None and run_id is not None:
         if not re.fullmatch(r"[0-9A-Za-z_-]+", run_id):
-            raise ModelNotFoundError(Problem(None, "--run", f"{run_id!r} is not a run id"))
+            raise ModelNotFoundError(ArgumentProblem(None, "run_id",
+                                                     f"{run_id!r} is not a run id"))
         found = [v for v in client.search_model_versions(f"run_id = '{run_id}'")
                  if v.name == name]
         if not found:
-            raise ModelNotFoundError(Problem(None, "--run",
-                                             f"no version of {name!r} comes from run {run_id}"))
+            raise ModelNotFoundError(ArgumentProblem(
+                None, "run_id", f"no version of {name!r} comes from run {run_id}"))
         version = str(max(int(v.version) for v in found))
     if version is None:
         try:
@@ -206,8 +213,8 @@ def promote(client: Any, name: str, *, version: str | None = None,
     try:
         client.get_model_version(name, version)
     except Exception:  # noqa: BLE001
-        raise ModelNotFoundError(Problem(None, "--version",
-                                         f"{name!r} has no version {version}")) from None
+        raise ModelNotFoundError(ArgumentProblem(None, "version",
+                                                 f"{name!r} has no version {version}")) from None
     client.set_registered_model_alias(name, CHAMPION, version)
     return version
 
@@ -249,8 +256,9 @@ def load_model(model_uri: str | None, name: str, tracking_uri: str) -> LoadedMod
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri[len("sqlite:///"):]).expanduser()
         if not database.is_file():
-            raise ModelNotFoundError(Problem(None, "--model", f"no MLflow store at {database}; "
-                                             "run uplift run (or give --tracking-uri)"))
+            raise ModelNotFoundError(ArgumentProblem(
+                None, "model_uri", f"no MLflow store at {database}; run uplift run first (or "
+                "name the store that holds the model)"))
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     version = run_id = None
     uri = model_uri or f"models:/{name}@{CHAMPION}"
@@ -263,11 +271,11 @@ def load_model(model_uri: str | None, name: str, tracking_uri: str) -> LoadedMod
                                                                      match["version"]))
         except Exception:  # noqa: BLE001 - mlflow's own error types for a missing model
             if model_uri is None:
-                raise ModelNotFoundError(Problem(
-                    None, "--model", f"{registered!r} has no '{CHAMPION}' version yet in "
+                raise ModelNotFoundError(ArgumentProblem(
+                    None, "model_uri", f"{registered!r} has no '{CHAMPION}' version yet in "
                     f"{tracking_uri}; choose one with `uplift promote`")) from None
-            raise ModelNotFoundError(Problem(None, "--model",
-                                             f"no model {uri} in {tracking_uri}")) from None
+            raise ModelNotFoundError(ArgumentProblem(
+                None, "model_uri", f"no model {uri} in {tracking_uri}")) from None
         version, run_id, name = str(found.version), found.run_id, registered
     elif uri.startswith("runs:/"):
         run_id, name = uri.split("/")[1], None
@@ -275,13 +283,12 @@ def load_model(model_uri: str | None, name: str, tracking_uri: str) -> LoadedMod
         with use_store(tracking_uri):
             loaded = mlflow.pyfunc.load_model(uri)
     except Exception as exc:  # noqa: BLE001
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelNotFoundError(Problem(None, "--model", f"cannot load {uri}: {first}")
-                                 ) from None
+        raise ModelNotFoundError(ArgumentProblem(
+            None, "model_uri", f"cannot load {uri}: {first_line(exc)}")) from None
     python_model = loaded.unwrap_python_model()
     if not all(hasattr(python_model, key) for key in ("model", "config_text", "profile")):
-        raise ModelNotFoundError(Problem(None, "--model", f"{uri} is not an uplift model "
-                                         "logged by uplift run"))
+        raise ModelNotFoundError(ArgumentProblem(None, "model_uri", f"{uri} is not an uplift "
+                                                 "model logged by uplift run"))
     schema = loaded.metadata.get_input_schema()
     types = {spec.name: str(spec.to_dict()["type"]) for spec in schema.inputs} if schema else {}
     return LoadedModel(model=python_model.model, config_text=python_model.config_text,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,19 +29,14 @@ from . import __version__
 from .analysis import RctResult
 from .config import ExperimentConfig
 from .data import Dataset
-from .formatting import money as _money
-from .formatting import pct as _pct
-from .formatting import pp as _pp
-from .formatting import pval as _pval
+from .formatting import Paragraph, Table, markdown_table, markdown_text, pct, pp, pval
 from .models import uplift_column
-from .policy import budget_curve, build_policy
-from .training import TrainingResult, churn_probabilities, customer_values
+from .training import TrainingResult
 
-__all__ = ["BUDGET_POINTS", "SECTIONS", "write_report"]
+__all__ = ["SECTIONS", "write_report"]
 
 SECTIONS = ("RCT readout", "Candidate learners", "Recommended policy", "Baseline comparison",
             "Plots")
-BUDGET_POINTS = 12  # budgets from 0 to the unconstrained policy's cost
 _CONTROL_COLOR, _ARM_COLOR, _MODEL_COLOR = "#d95f02", "#1f6fb4", "#1b9e77"
 _DPI = 110
 _THOUSANDS = "{x:,.0f}"
@@ -64,30 +59,19 @@ figcaption{color:#444;font-size:.92em;max-width:850px}"""
 
 
 @dataclass(frozen=True)
-class _Para:
-    text: str
-    kind: str = ""  # "", "warn" or "note"
-
-
-@dataclass
-class _Table:
-    header: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    numeric: range | set[int] = field(default_factory=set)  # right-aligned columns
-    highlight: set[int] = field(default_factory=set)
-
-
-@dataclass(frozen=True)
 class _Plot:
     file: str
     title: str
     caption: str
 
 
+_Block = Paragraph | Table | _Plot
+
+
 @dataclass
 class _Section:
     heading: str
-    blocks: list[_Para | _Table | _Plot] = field(default_factory=list)
+    blocks: list[_Block] = field(default_factory=list)
 
 
 def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Section]) -> str:
@@ -100,10 +84,10 @@ def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Sectio
     for section in sections:
         out.append(f"<section>\n<h2>{esc(section.heading)}</h2>")
         for block in section.blocks:
-            if isinstance(block, _Para):
+            if isinstance(block, Paragraph):
                 cls = f' class="{block.kind}"' if block.kind else ""
                 out.append(f"<p{cls}>{esc(block.text)}</p>")
-            elif isinstance(block, _Table):
+            elif isinstance(block, Table):
                 out.append("<table>")
                 out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in block.header) + "</tr>")
                 for i, row in enumerate(block.rows):
@@ -122,163 +106,46 @@ def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Sectio
     return "\n".join(out)
 
 
-def _md_text(text: str) -> str:
-    """Text with Markdown's emphasis, code and HTML characters escaped."""
-    for char in "\\*`":
-        text = text.replace(char, "\\" + char)
-    return text.replace("<", "&lt;").replace("\n", " ")
-
-
-def _md_cell(text: str) -> str:
-    return _md_text(text).replace("|", "\\|")
-
-
 def _render_markdown(title: str, meta: list[tuple[str, str]], sections: list[_Section]) -> str:
-    out = [f"# {_md_text(title)}", "", "| field | value |", "| --- | --- |"]
-    out += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in meta]
+    out = [f"# {markdown_text(title)}", "", markdown_table(["field", "value"], meta).rstrip()]
     for section in sections:
-        out += ["", f"## {_md_text(section.heading)}", ""]
+        out += ["", f"## {markdown_text(section.heading)}", ""]
         for block in section.blocks:
-            if isinstance(block, _Para):
-                text = _md_text(block.text)
-                out += [f"**{text}**" if block.kind == "warn" else text, ""]
-            elif isinstance(block, _Table):
-                align = ["---:" if j in block.numeric else "---" for j in range(len(block.header))]
-                out.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
-                out.append("| " + " | ".join(align) + " |")
-                for i, row in enumerate(block.rows):
-                    cells = [_md_cell(c) for c in row]
-                    if i in block.highlight:
-                        cells = [f"**{c}**" if c else c for c in cells]
-                    out.append("| " + " | ".join(cells) + " |")
-                out.append("")
+            if isinstance(block, (Paragraph, Table)):
+                out += [block.to_markdown().rstrip(), ""]
             else:
-                title = _md_text(block.title)
+                title = markdown_text(block.title)
                 out += [f"### {title}", "", f"![{title}]({block.file})", "",
-                        f"*{_md_text(block.caption)}*", ""]
+                        f"*{markdown_text(block.caption)}*", ""]
     return "\n".join(out).rstrip() + "\n"
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-
-
-
-
-
-
-
-
-def _num(x: float | None) -> str:
-    return f"{x:.4f}" if x is not None and math.isfinite(x) else ""
-
-
-_ESTIMATES: dict[str, tuple[str, Callable[[float], str]]] = {
-    "churn_rate": ("policy churn rate", _pct),
-    "churn_rate_no_offer": ("churn rate with no offer", _pct),
-    "churn_reduction": ("churn reduction", _pp),
-    "net_value_per_customer": ("net value per customer", _money),
-    "cost_per_customer": ("cost per customer", _money),
-}
 
 
 # --------------------------------------------------------------------------- sections
 
 
 def _rct_section(rct: RctResult) -> _Section:
-    level = f"{100 * (1 - rct.alpha):g}%"
-    table = _Table(["group", "customers", "churners", "churn rate", "churn reduction",
-                    f"{level} CI", "p-value", f"adjusted p ({rct.correction})"],
-                   numeric=range(1, 8))
-    c = rct.control_stats
-    name = rct.control if rct.control == "control" else f"{rct.control} (control)"
-    table.rows.append([name, f"{c.n:,}", f"{c.churners:,}",
-                       _pct(c.churn_rate), "", "", "", ""])
-    for e in rct.effects:
-        table.rows.append([e.arm, f"{e.n:,}", f"{e.churners:,}", _pct(e.churn_rate), _pp(e.ate),
-                           f"[{_pp(e.ci_low)}, {_pp(e.ci_high)}]", _pval(e.pvalue),
-                           _pval(e.pvalue_adj)])
-    blocks: list[_Para | _Table | _Plot] = [table, _Para(
-        f"{rct.n_customers:,} customers, observed churn {_pct(rct.churn_rate_observed)}. "
-        "Churn reduction = control churn rate - offer churn rate in percentage points "
-        "(positive = fewer churn), with Newcombe's score interval; two-sided pooled "
-        f"z-test, p-values adjusted over offers by {rct.correction}.")]
-    if rct.srm_pvalue is None:
-        blocks.append(_Para("SRM check: not run (no planned allocation given)."))
-    elif rct.srm_detected:
-        blocks.append(_Para(f"SRM check: sample-ratio mismatch detected (chi-square p = "
-                            f"{_pval(rct.srm_pvalue)}); the group sizes do not match the "
-                            "allocation, so the effects above may be biased.", "warn"))
-    else:
-        blocks.append(_Para(f"SRM check: OK (chi-square p = {_pval(rct.srm_pvalue)}); the "
-                            "group sizes match the planned allocation."))
-    return _Section(SECTIONS[0], blocks)
+    return _Section(SECTIONS[0], [rct.table(), *rct.paragraphs()])
 
 
-def _candidates_section(training: TrainingResult, arms: Sequence[str]) -> _Section:
-    header = ["learner", *(f"Qini {a}" for a in arms), "mean AUUC", "net value / customer",
-              "churn reduction", "fit s", "status"]
-    table = _Table(header, numeric=range(1, len(header) - 1))
-    for i, cand in enumerate(training.candidates):
-        name = cand.learner + (f" ({'+'.join(cand.members)})" if cand.members else "")
-        if not cand.ok:
-            table.rows.append([name, *[""] * (len(header) - 3),
-                               f"{cand.fit_seconds:.1f}", f"failed: {cand.error}"])
-            continue
-        m = cand.metrics
-        auuc = [m[f"auuc_{a}"] for a in arms if f"auuc_{a}" in m]
-        selected = cand.learner == training.selected
-        if selected:
-            table.highlight.add(i)
-        table.rows.append([name, *(_num(m.get(f"qini_{a}")) for a in arms),
-                           _num(np.mean(auuc)) if auuc else "",
-                           _money(m.get("policy_value", math.nan)),
-                           _pp(m.get("policy_churn_reduction", math.nan)),
-                           f"{cand.fit_seconds:.1f}", "selected" if selected else "ok"])
-    rule = ("mean held-out Qini over offers" if training.select_by == "qini"
-            else "held-out policy value")
-    return _Section(SECTIONS[1], [
-        _Para(f"Selected {training.selected} by {training.select_by} ({rule}). Every "
-              "figure is measured on the held-out rows for the model fitted on the training "
-              "rows; the selected learner was then refitted on all rows."),
-        table,
-    ])
+def _candidates_section(training: TrainingResult) -> _Section:
+    return _Section(SECTIONS[1], [*training.paragraphs(), training.table()])
 
 
 def _policy_section(training: TrainingResult) -> _Section:
     est = training.policy_estimate
-    level = f"{100 * (1 - est.alpha):g}%"
-    estimates = _Table(["estimate", "value", f"{level} CI low", f"{level} CI high"],
-                       numeric=range(1, 4))
-    for row in est.to_frame().itertuples(index=False):
-        label, fmt = _ESTIMATES.get(str(row.estimate), (str(row.estimate), _num))
-        estimates.rows.append([label, fmt(row.value), fmt(row.ci_low), fmt(row.ci_high)])
     policy = training.holdout_policy
-    mix = _Table(["group", "customers", "share", "expected cost", "expected net value",
-                  "mean predicted uplift"], numeric=range(1, 6))
-    for row in policy.to_frame().itertuples(index=False):
-        control = row.group == policy.control
-        mix.rows.append([f"{row.group} (no offer)" if control else str(row.group),
-                         f"{row.customers:,}", _pct(row.share), _money(row.cost),
-                         _money(row.net_value), "" if control else _pp(row.mean_uplift)])
-    limits = []
-    if policy.budget is not None:
-        limits.append(f"budget {_money(policy.budget)} ({_money(policy.total_cost)} used)")
-    counts = policy.counts()
-    limits += [f"{k} capacity {v:,} ({counts.get(k, 0):,} used)"
-               for k, v in (policy.capacity or {}).items()]
+    limited = policy.budget is not None or bool(policy.capacity)
     return _Section(SECTIONS[2], [
-        _Para(f"Off-policy estimates of the policy the selected model recommends, on "
-              f"{est.n:,} held-out randomized customers ({est.method} estimator with the "
-              "design's known propensities). Churn reduction and net value are relative to "
-              "giving nobody an offer."),
-        estimates,
-        _Para(f"The recommended offers on the held-out rows (objective {policy.objective}; "
-              + ("; ".join(limits) + "; the config's budget and capacities scaled to the "
-                 "held-out share of the customers)." if limits
-                 else "no budget or capacity limits).")),
-        mix,
+        Paragraph(f"Off-policy estimates of the policy the selected model recommends, on "
+                  f"{est.n:,} held-out randomized customers ({est.method} estimator with the "
+                  "design's known propensities). Churn reduction and net value are relative "
+                  "to giving nobody an offer."),
+        est.table(),
+        Paragraph("The recommended offers on the held-out rows"
+                  + (", with the config's budget and capacities scaled to the held-out share "
+                     "of the customers:" if limited else ":")),
+        policy.table(),
+        *policy.paragraphs(),
     ])
 
 
@@ -289,20 +156,21 @@ def _baseline_section(cfg: ExperimentConfig, rct: RctResult, training: TrainingR
         baseline = None
     rows = [
         ["baseline period", cfg.resolved_baseline_period() or "unknown"],
-        ["baseline churn rate", "unknown" if baseline is None else _pct(baseline)],
+        ["baseline churn rate", "unknown" if baseline is None else pct(baseline)],
         ["baseline source", source or "unknown"],
-        ["observed churn this period (all rows)", _pct(rct.churn_rate_observed)],
+        ["observed churn this period (all rows)", pct(rct.churn_rate_observed)],
         ["policy churn rate (held-out estimate)",
-         f"{_pct(est.value)} [{_pct(est.ci_low)}, {_pct(est.ci_high)}]"],
+         f"{pct(est.value)} [{pct(est.ci_low)}, {pct(est.ci_high)}]"],
     ]
     rows.append(["churn reduction vs baseline", "unknown (no baseline churn rate)"
-                 if baseline is None else f"{_pp(baseline - est.value)} "
-                 f"[{_pp(baseline - est.ci_high)}, {_pp(baseline - est.ci_low)}]"])
+                 if baseline is None else f"{pp(baseline - est.value)} "
+                 f"[{pp(baseline - est.ci_high)}, {pp(baseline - est.ci_low)}]"])
     return _Section(SECTIONS[3], [
-        _Table(["", "value"], rows, numeric={1}),
-        _Para("Churn reduction vs baseline = baseline churn rate - the policy's estimated "
-              "churn rate, in percentage points (positive = fewer churn than last period); "
-              "the interval carries the policy estimate's uncertainty only.", "note"),
+        Table.build(["", "value"], rows, numeric={1}),
+        Paragraph("Churn reduction vs baseline = baseline churn rate - the policy's estimated "
+                  "churn rate, in percentage points (positive = fewer churn than last "
+                  "period); the interval carries the policy estimate's uncertainty only.",
+                  "note"),
     ])
 
 
@@ -357,7 +225,7 @@ def _plot_effects(rct: RctResult, path: Path) -> None:
         ax.plot([100 * e.ci_low, 100 * e.ci_high], [yi, yi], color=_ARM_COLOR, lw=2)
         ax.plot(100 * e.ate, yi, "o", ms=9, color=_ARM_COLOR,
                 markerfacecolor=_ARM_COLOR if significant else "white")
-        ax.annotate(f"{100 * e.ate:+.2f} pp, adj. p {_pval(e.pvalue_adj)}"
+        ax.annotate(f"{100 * e.ate:+.2f} pp, adj. p {pval(e.pvalue_adj)}"
                     + (" *" if significant else ""), (100 * e.ci_high, yi),
                     textcoords="offset points", xytext=(8, -3), fontsize=9)
     ax.axvline(0, color="black", lw=1)
@@ -491,13 +359,9 @@ def _file_names(arms: Sequence[str]) -> dict[str, str]:
 
 
 def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult,
-           training: TrainingResult) -> list[_Para | _Table | _Plot]:
-    model = training.candidate_models.get(training.selected)
-    if model is None:
-        raise ValueError(f"training.candidate_models has no {training.selected!r} model "
-                         "(fitted on the training rows) to score the held-out rows with")
+           training: TrainingResult, curve: pd.DataFrame) -> list[_Block]:
     level = f"{100 * (1 - rct.alpha):g}%"
-    blocks: list[_Para | _Table | _Plot] = []
+    blocks: list[_Block] = []
     _plot_churn(rct, folder / "churn_by_group.png")
     blocks.append(_Plot("churn_by_group.png", "Churn by group", (
         f"Observed churn rate of each randomized group with its {level} Wilson interval; "
@@ -511,12 +375,11 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
         f"{rct.alpha:g}); an interval crossing zero is not conclusive.")))
 
     selected, arms = training.selected, cfg.arm_names
-    chosen = next(c for c in training.candidates if c.learner == selected)
+    chosen = training.chosen
     idx = np.asarray(training.holdout_index)
-    rows = dataset.frame.iloc[idx]
     scores = training.holdout_scores
-    if scores is None or len(scores) != len(rows):
-        scores = model.predict(rows)
+    if scores is None or len(scores) != len(idx):
+        raise ValueError("training.holdout_scores must hold the held-out rows' predictions")
     treatment, churned = dataset.treatment[idx], np.asarray(dataset.churned)[idx]
     for arm, name in _file_names(arms).items():
         _plot_qini(arm, treatment, churned, scores[uplift_column(arm)].to_numpy(),
@@ -546,15 +409,6 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
         "predicted by the selected model.")))
 
     policy = training.holdout_policy
-    p_control, p_arms = churn_probabilities(scores, arms)
-    value = customer_values(dataset, cfg)[idx]
-    capacity = dict(policy.capacity or {})
-    full = build_policy(p_control, p_arms, value, rows, cfg, budget=None, capacity=capacity)
-    budgets = list(np.linspace(0.0, full.total_cost, BUDGET_POINTS))
-    if policy.budget is not None and policy.budget > full.total_cost:
-        budgets.append(float(policy.budget))
-    curve = budget_curve(p_control, p_arms, value, rows, cfg, budgets, capacity=capacity,
-                         exact=False)
     _plot_budget(curve, policy.budget, (policy.total_cost, policy.total_net_value),
                  folder / "net_value_vs_budget.png")
     marked = ("; the dashed line is the config's budget scaled to the held-out share"
@@ -573,7 +427,8 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
 
 
 def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult,
-                 training: TrainingResult, baseline_churn_rate: float | None = None,
+                 training: TrainingResult, budget_curve: pd.DataFrame,
+                 baseline_churn_rate: float | None = None,
                  baseline_source: str | None = None, run_id: str | None = None) -> Path:
     """Write the run report (HTML, Markdown, PNG plots and ``deciles.csv``) into a folder.
 
@@ -584,6 +439,8 @@ def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: 
         dataset: The data the run used.
         rct: The RCT readout of ``dataset``.
         training: The candidates, the selected model and the held-out policy.
+        budget_curve: What each budget buys on the held-out rows
+            (:func:`uplift.training.holdout_budget_curve`); only drawn here.
         baseline_churn_rate: Last period's churn rate; None when unknown.
         baseline_source: Where the baseline came from (e.g. a run id, or the config).
         run_id: The MLflow run the report belongs to.
@@ -608,12 +465,13 @@ def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: 
     ]
     sections = [
         _rct_section(rct),
-        _candidates_section(training, cfg.arm_names),
+        _candidates_section(training),
         _policy_section(training),
         _baseline_section(cfg, rct, training, baseline_churn_rate, baseline_source),
     ]
     with style.context(_STYLE):
-        sections.append(_Section(SECTIONS[4], _plots(folder, cfg, dataset, rct, training)))
+        sections.append(_Section(SECTIONS[4], _plots(folder, cfg, dataset, rct, training,
+                                                         budget_curve)))
     tables = [c.deciles.assign(learner=c.learner)[["learner", *c.deciles.columns]]
               for c in training.candidates if c.ok and c.deciles is not None]
     deciles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

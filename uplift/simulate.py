@@ -10,7 +10,6 @@ readouts, uplift learners and policies can be checked against known answers.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from scipy.special import expit as _sigmoid
+
+from .config import check_allocation, parse_period
 
 DEFAULT_CONTROL = "control"
 DEFAULT_ARMS: tuple[tuple[str, str], ...] = (
@@ -42,7 +43,6 @@ _PLANS = ("basic", "standard", "premium")
 _CONTRACTS = ("monthly", "annual")
 _REGIONS = ("north_america", "europe", "apac", "latam")
 _PAYMENTS = ("credit_card", "paypal", "bank_transfer", "invoice")
-_PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 # Intercept of the baseline churn logit, calibrated so control churn is about 0.30.
 _BASE_INTERCEPT = -0.85
 
@@ -70,13 +70,6 @@ def _labels(names: Sequence[str], codes: np.ndarray) -> pd.arrays.ArrowStringArr
 def _ramp(x: np.ndarray, start: float, end: float) -> np.ndarray:
     """0 up to ``start``, rising linearly to 1 at ``end``: a threshold with no tails."""
     return np.clip((x - start) / (end - start), 0.0, 1.0)
-
-
-def _parse_period(period: str) -> tuple[int, int]:
-    match = _PERIOD_RE.match(period) if isinstance(period, str) else None
-    if match is None:
-        raise ValueError(f"period must be 'YYYY-MM' (e.g. '2026-10'), got {period!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def _check_groups(arms: Sequence[tuple[str, str]] | None, control: str) -> list[tuple[str, str]]:
@@ -115,23 +108,8 @@ def _check_allocation(allocation: Mapping[str, float] | None, groups: list[str])
         else:
             rest = 0.6 / (len(groups) - 1)
             allocation = {g: 0.4 if i == 0 else rest for i, g in enumerate(groups)}
-    if not isinstance(allocation, Mapping):
-        raise ValueError(f"allocation must map group names to shares, got {allocation!r}")
-    if set(allocation) != set(groups):
-        missing = [g for g in groups if g not in allocation]
-        extra = [k for k in allocation if k not in groups]
-        raise ValueError(
-            f"allocation keys must be exactly the groups {groups}; "
-            f"missing {missing}, unexpected {extra}"
-        )
-    try:
-        shares = np.array([float(allocation[g]) for g in groups])
-    except (TypeError, ValueError):
-        raise ValueError(f"allocation shares must be numbers, got {dict(allocation)}") from None
-    if not np.all(np.isfinite(shares)) or np.any(shares <= 0):
-        raise ValueError(f"allocation shares must be positive numbers, got {dict(allocation)}")
-    if not math.isclose(shares.sum(), 1.0, abs_tol=1e-6):
-        raise ValueError(f"allocation shares must sum to 1, got {shares.sum():.6g}")
+    check_allocation(allocation, groups)
+    shares = np.array([float(allocation[g]) for g in groups])
     return shares / shares.sum()
 
 
@@ -259,7 +237,7 @@ def simulate_customers(
     entropy = [int(seed)]
     season = 0.0
     if period is not None:
-        year, month = _parse_period(period)
+        year, month = parse_period(period)
         entropy.append(year * 12 + month)
         season = 0.12 * math.cos(2.0 * math.pi * (month - 1) / 12.0)  # peak in January
     arm_pairs = _check_groups(arms, control)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,11 @@ import pandas as pd
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 _TEMP_SUFFIX = ".tmp"
+_TEMP_MARK = "uplift-"
+# ".<target name>.uplift-<8 random characters of mkstemp>.tmp": this toolkit's own.
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.uplift-[A-Za-z0-9_]{8}\.tmp$")
+# The earlier spelling without the mark, recognised only for the target being written.
+_OLD_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -67,10 +73,10 @@ def read_table(
 
 
 def _temp_prefix(target: Path) -> str:
-    return f".{target.name}."
+    return f".{target.name}.{_TEMP_MARK}"
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process umask, read without changing it where Linux allows."""
     with contextlib.suppress(OSError, ValueError), \
             open("/proc/self/status", encoding="ascii") as handle:
@@ -84,16 +90,23 @@ def _umask() -> int:
 
 def remove_stale_temps(path: str | os.PathLike[str], max_age_hours: float = 24.0
                        ) -> list[Path]:
-    """Remove temporary files interrupted writes left beside ``path``.
+    """Remove temporary files this toolkit's interrupted writes left beside ``path``.
 
-    Those of ``path`` itself go (the caller holds its lock); those of other names only
-    once older than ``max_age_hours``, so a write still running elsewhere keeps its own.
+    Only files named as :func:`atomic_path` names them (``.<target>.uplift-XXXXXXXX.tmp``)
+    are touched, never other tools' files. Those of ``path`` itself go (the caller
+    holds its lock); those of other targets only once older than ``max_age_hours``, so
+    a write still running elsewhere keeps its own.
     """
     target = Path(path)
     removed = []
     cutoff = time.time() - 3600 * max_age_hours
     for leftover in target.parent.glob(f".*{_TEMP_SUFFIX}"):
-        mine = leftover.name.startswith(_temp_prefix(target))
+        ours = _TEMP_NAME.match(leftover.name) or _OLD_TEMP_NAME.match(leftover.name)
+        if ours is None or not leftover.is_file():
+            continue
+        mine = ours["target"] == target.name
+        if not mine and _TEMP_NAME.match(leftover.name) is None:
+            continue  # the old spelling is too plain to judge for other names
         with contextlib.suppress(OSError):
             if mine or leftover.stat().st_mtime < cutoff:
                 leftover.unlink()
@@ -120,7 +133,7 @@ def atomic_path(path: str | os.PathLike[str],
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         if before_replace is not None:
             before_replace(tmp)
         os.replace(tmp, target)

@@ -11,12 +11,14 @@ import contextlib
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .config import ExperimentConfig
+from .formatting import Table, money, pct, pp
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = "mlruns"
@@ -214,8 +216,76 @@ def find_baseline(client: Any, experiment_id: str, baseline_period: str | None,
     return None, "unknown"
 
 
-def compare_rows(client: Any, experiment_id: str) -> pd.DataFrame:
-    """One row per period (its latest finished parent run), oldest first, with deltas."""
+@dataclass(frozen=True)
+class PeriodRow:
+    """One period's latest finished run, as ``uplift compare`` lists it."""
+
+    period: str
+    run_id: str
+    selected_learner: str
+    n_customers: float | None
+    churn_rate_observed: float | None
+    churn_rate_control: float | None
+    policy_churn_rate: float | None
+    policy_churn_reduction: float | None
+    policy_churn_reduction_ci_low: float | None
+    policy_churn_reduction_ci_high: float | None
+    policy_net_value_per_customer: float | None
+    baseline_churn_rate: float | None
+    churn_reduction_vs_baseline: float | None
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """The periods of an experiment, oldest first, with their change from the one before."""
+
+    experiment: str
+    rows: tuple[PeriodRow, ...]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per period: every field, then the changes from the previous period.
+
+        The changes are ``delta_churn_rate_observed`` and ``delta_policy_churn_reduction``.
+        """
+        frame = pd.DataFrame([asdict(r) for r in self.rows])
+        if not frame.empty:
+            frame["delta_churn_rate_observed"] = frame["churn_rate_observed"].diff()
+            frame["delta_policy_churn_reduction"] = frame["policy_churn_reduction"].diff()
+        return frame
+
+    def table(self) -> Table:
+        """The periods as displayed: churn, the policy's estimate with CI, the changes."""
+        rows = []
+        for record in self.to_frame().to_dict("records"):
+            ci = (f"[{pp(record['policy_churn_reduction_ci_low'], '')}, "
+                  f"{pp(record['policy_churn_reduction_ci_high'], '')}]")
+            customers = record["n_customers"]
+            rows.append([
+                record["period"], record["selected_learner"],
+                "" if _missing(customers) else f"{int(customers):,}",
+                pct(record["churn_rate_observed"], ""),
+                pp(record["policy_churn_reduction"], ""), ci if ci != "[, ]" else "",
+                money(record["policy_net_value_per_customer"], ""),
+                pp(record["churn_reduction_vs_baseline"], ""),
+                pp(record.get("delta_churn_rate_observed"), ""),
+                pp(record.get("delta_policy_churn_reduction"), "")])
+        return Table.build(
+            ["period", "learner", "customers", "observed churn", "policy churn reduction",
+             "CI", "net value / customer", "vs baseline", "change in observed churn",
+             "change in policy reduction"], rows, numeric=range(2, 10),
+            title=f"{self.experiment}: periods")
+
+    def to_markdown(self) -> str:
+        """The periods as a Markdown table."""
+        return self.table().to_markdown()
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def compare_periods(client: Any, experiment_id: str, experiment: str = "") -> ComparisonResult:
+    """One row per period (its latest finished parent run), oldest first."""
     runs = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time DESC"], max_results=5000)
     latest: dict[str, Any] = {}
@@ -225,26 +295,110 @@ def compare_rows(client: Any, experiment_id: str) -> pd.DataFrame:
         period = run.data.tags.get("period")
         if period and period not in latest:
             latest[period] = run
-    rows = []
-    for period in sorted(latest):
-        run = latest[period]
-        m = run.data.metrics
-        rows.append({
-            "period": period, "run_id": run.info.run_id,
-            "selected_learner": run.data.tags.get("selected_learner", ""),
-            "n_customers": m.get("n_customers"),
-            "churn_rate_observed": m.get("churn_rate_observed"),
-            "churn_rate_control": m.get("churn_rate_control"),
-            "policy_churn_rate": m.get("policy_churn_rate"),
-            "policy_churn_reduction": m.get("policy_churn_reduction"),
-            "policy_churn_reduction_ci_low": m.get("policy_churn_reduction_ci_low"),
-            "policy_churn_reduction_ci_high": m.get("policy_churn_reduction_ci_high"),
-            "policy_net_value_per_customer": m.get("policy_net_value_per_customer"),
-            "baseline_churn_rate": m.get("baseline_churn_rate"),
-            "churn_reduction_vs_baseline": m.get("churn_reduction_vs_baseline"),
-        })
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
-        frame["delta_churn_rate_observed"] = frame["churn_rate_observed"].diff()
-        frame["delta_policy_churn_reduction"] = frame["policy_churn_reduction"].diff()
-    return frame
+    names = [f.name for f in fields(PeriodRow)][3:]
+    rows = tuple(
+        PeriodRow(period=period, run_id=latest[period].info.run_id,
+                  selected_learner=latest[period].data.tags.get("selected_learner", ""),
+                  **{name: latest[period].data.metrics.get(name) for name in names})
+        for period in sorted(latest))
+    return ComparisonResult(experiment, rows)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class RunRecorder:
+    """What ``uplift run`` records in its open MLflow run: every MLflow call of a run.
+
+    Obtained from :func:`start_run`; the pipeline says what to record, this says how.
+    """
+
+    def __init__(self, run: Any, experiment_id: str):
+        self.run = run
+        self.experiment_id = experiment_id
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return str(self.run.info.run_id)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set tags on the run."""
+        import mlflow
+
+        mlflow.set_tags(dict(tags))
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        """Log params on the run."""
+        import mlflow
+
+        mlflow.log_params(dict(params))
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Log the finite ones of ``metrics`` (MLflow cannot store NaN)."""
+        import mlflow
+
+        mlflow.log_metrics(finite_metrics(metrics))
+
+    def log_dict(self, data: Mapping[str, Any], path: str) -> None:
+        """Store ``data`` as a JSON artifact at ``path``."""
+        import mlflow
+
+        mlflow.log_dict(dict(data), path)
+
+    def log_text(self, text: str, path: str) -> None:
+        """Store ``text`` as an artifact at ``path``."""
+        import mlflow
+
+        mlflow.log_text(text, path)
+
+    def log_folder(self, folder: Path, path: str) -> None:
+        """Store every file of ``folder`` under the artifact folder ``path``."""
+        import mlflow
+
+        mlflow.log_artifacts(str(folder), path)
+
+    def log_dataset(self, frame: pd.DataFrame, *, name: str, digest: str,
+                    source: str | None) -> None:
+        """Record the training table as the run's dataset input (name, digest, source, schema).
+
+        MLflow keeps at most 36 characters of a digest, so a longer one (a sha256) is
+        cut to its first 36; the run's ``data_sha256`` tag keeps it whole.
+        """
+        import warnings
+
+        import mlflow
+        from mlflow.data import from_pandas
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow's hints about integer columns
+            dataset = from_pandas(frame, source=source, name=name, digest=digest[:36])
+            mlflow.log_input(dataset, context="training")
+
+    def log_child(self, name: str, *, tags: Mapping[str, str], metrics: Mapping[str, float],
+                  tables: Mapping[str, pd.DataFrame] | None = None) -> None:
+        """One nested child run with its tags, finite metrics and tables (JSON artifacts)."""
+        import mlflow
+
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=True):
+            mlflow.set_tags(dict(tags))
+            mlflow.log_metrics(finite_metrics(metrics))
+            for path, table in (tables or {}).items():
+                mlflow.log_table(table, path)
+
+
+@contextlib.contextmanager
+def start_run(uri: str, experiment_id: str, run_name: str) -> Iterator[RunRecorder]:
+    """Open the run of ``uplift run``: ended FINISHED, FAILED on an error, KILLED on Ctrl-C.
+
+    Also points MLflow's global tracking URI at ``uri``, which logging a model needs.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        try:
+            yield RunRecorder(run, experiment_id)
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            raise

@@ -2,102 +2,56 @@
 
 The held-out rows are a seeded split stratified by group and outcome. Each
 candidate is scored there by causalml's Qini / AUUC per offer and by the value of
-the policy it would recommend, estimated doubly robustly with the design's known
-propensities (see ``offpolicy.py``). A learner that fails is reported and skipped;
-only when every learner fails is it an error. The chosen learner is then refitted
-on all rows (more data, same procedure), while the reported held-out figures
-belong to the fit on the training rows, so they stay honest.
+the policy it would recommend, estimated doubly robustly with the design's
+assignment probabilities (see ``offpolicy.py``). A learner that fails is reported and
+skipped; only when every learner fails is it an error. The chosen learner is then
+refitted on all rows (more data, same procedure), while the reported held-out figures
+belong to the fit on the training rows.
+
+Assignment probabilities: the config's ``allocation`` when the group counts agree
+with it, else the observed shares. A sample-ratio mismatch (the check of
+``analysis.srm_threshold``) shows the planned shares are not what the data were drawn
+with; the observed shares are then the estimate of the real assignment probabilities,
+and weighting by the plan would bias every learner that uses propensities (X, R, DR)
+and the off-policy estimate.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from .analysis import srm_pvalue
 from .config import ExperimentConfig
 from .data import Dataset
 from .errors import ConfigError, Problem
-from .evaluation import decile_table, split_holdout, uplift_scores
+from .evaluation import CandidateResult, decile_table, select, split_holdout, uplift_scores
+from .formatting import Paragraph, Table, money, number, pp, render_markdown
 from .learners import fit_threads
 from .models import (
     ChurnRiskModel,
     EnsembleUpliftModel,
     LearnerError,
+    RetentionModel,
     UpliftModel,
-    uplift_column,
+    check_groups,
+    churn_probabilities,
+    group_shares,
 )
 from .offpolicy import PolicyEstimate, evaluate_policy
-from .policy import PolicyResult, build_policy
+from .policy import PolicyResult, budget_curve, build_policy, optimality_warning
 
+__all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
+           "customer_values", "holdout_budget_curve", "train_models"]
+
+# RetentionModel lives in models.py; it is imported here too so that models pickled
+# when it lived in this module still load.
 ENSEMBLE = "ensemble"
-
-
-class RetentionModel:
-    """Churn risk with no offer plus the predicted churn reduction of every offer.
-
-    What gets registered and exported: ``predict`` takes raw customer rows and
-    returns ``churn_risk`` and one ``uplift_<arm>`` column per offer.
-    """
-
-    def __init__(self, risk: ChurnRiskModel, uplift: UpliftModel | EnsembleUpliftModel,
-                 features: Sequence[str]):
-        self.risk = risk
-        self.uplift = uplift
-        self.features = list(features)
-
-    @property
-    def arms(self) -> list[str]:
-        """Offer names in column order."""
-        return list(self.uplift.arms_)
-
-    @property
-    def learner(self) -> str:
-        """The uplift learner's name."""
-        return self.uplift.learner
-
-    def predict(self, customers: pd.DataFrame) -> pd.DataFrame:
-        """``churn_risk`` and ``uplift_<arm>`` for every row of ``customers``."""
-        X = customers[self.features]
-        out = self.uplift.predict(X)
-        out.insert(0, "churn_risk", self.risk.predict_proba(X))
-        return out
-
-    def predict_churn(self, customers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """P(churn | no offer) (n,) and P(churn | offer) (n, k), clipped to (0, 1)."""
-        return churn_probabilities(self.predict(customers), self.arms)
-
-
-def churn_probabilities(scores: pd.DataFrame, arms: Sequence[str]
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """P(churn | no offer) (n,) and P(churn | offer) (n, k) from a model's predictions.
-
-    ``scores`` holds ``churn_risk`` and ``uplift_<arm>``; offer probabilities are
-    clipped to (0, 1).
-    """
-    p_control = scores["churn_risk"].to_numpy(dtype=float)
-    uplift = scores[[uplift_column(a) for a in arms]].to_numpy(dtype=float)
-    return p_control, np.clip(p_control[:, None] - uplift, 1e-6, 1 - 1e-6)
-
-
-@dataclass(frozen=True)
-class CandidateResult:
-    """One learner's held-out performance, or why it failed."""
-
-    learner: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    deciles: pd.DataFrame | None = None
-    fit_seconds: float = 0.0
-    error: str | None = None
-    members: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """True when the learner fitted and was scored."""
-        return self.error is None
+BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
 
 
 @dataclass(frozen=True)
@@ -116,6 +70,13 @@ class TrainingResult:
     """Seconds spent in each model fit: the churn-risk model, each candidate, the refits."""
     holdout_scores: pd.DataFrame | None = None
     """The selected candidate's ``churn_risk`` and ``uplift_<arm>`` on the held-out rows."""
+    shares: dict[str, float] = field(default_factory=dict)
+    """The assignment probability per group the learners and estimates used."""
+
+    @property
+    def chosen(self) -> CandidateResult:
+        """The selected candidate's held-out results."""
+        return next(c for c in self.candidates if c.learner == self.selected)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per candidate learner with its held-out metrics."""
@@ -126,23 +87,40 @@ class TrainingResult:
                          **cand.metrics})
         return pd.DataFrame(rows)
 
-    def to_markdown(self) -> str:
-        """The candidates as a Markdown table (mean Qini over offers, policy value, time)."""
-        lines = [f"Selected **{self.selected}** by {self.select_by}.", "",
-                 "| learner | mean qini | mean auuc | policy value | churn reduction | fit s |",
-                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        for cand in self.candidates:
+    def table(self) -> Table:
+        """Per candidate: Qini per offer, mean AUUC, its policy's held-out value, fit time."""
+        arms = list(self.model.arms)
+        header = ["learner", *(f"Qini {a}" for a in arms), "mean AUUC", "net value / customer",
+                  "churn reduction", "fit s", "status"]
+        rows, highlight = [], []
+        for i, cand in enumerate(self.candidates):
             if not cand.ok:
-                lines.append(f"| {cand.learner} | failed: {cand.error} | | | | |")
+                rows.append([cand.label, *[""] * (len(header) - 3), f"{cand.fit_seconds:.1f}",
+                             f"failed: {cand.error}"])
                 continue
-            qini = np.mean([v for k, v in cand.metrics.items() if k.startswith("qini_")])
-            auuc = np.mean([v for k, v in cand.metrics.items() if k.startswith("auuc_")])
-            name = cand.learner + (f" ({'+'.join(cand.members)})" if cand.members else "")
-            lines.append(f"| {name} | {qini:.4f} | {auuc:.4f} | "
-                         f"{cand.metrics['policy_value']:.2f} | "
-                         f"{100 * cand.metrics['policy_churn_reduction']:+.2f} pp | "
-                         f"{cand.fit_seconds:.1f} |")
-        return "\n".join(lines) + "\n"
+            m = cand.metrics
+            selected = cand.learner == self.selected
+            if selected:
+                highlight.append(i)
+            rows.append([cand.label, *(number(m.get(f"qini_{a}")) for a in arms),
+                         number(cand.mean_score("auuc")), money(m.get("policy_value")),
+                         pp(m.get("policy_churn_reduction")), f"{cand.fit_seconds:.1f}",
+                         "selected" if selected else "ok"])
+        return Table.build(header, rows, numeric=range(1, len(header) - 1),
+                           highlight=highlight, title="Candidate learners (held-out rows)")
+
+    def paragraphs(self) -> list[Paragraph]:
+        """How the learner was chosen and where the figures come from."""
+        rule = ("mean held-out Qini over offers" if self.select_by == "qini"
+                else "held-out policy value")
+        return [Paragraph(
+            f"Selected {self.selected} by {self.select_by} ({rule}). Every figure is "
+            "measured on the held-out rows for the model fitted on the training rows; the "
+            "selected learner was then refitted on all rows.")]
+
+    def to_markdown(self) -> str:
+        """How the learner was chosen, then the candidates as a Markdown table."""
+        return render_markdown(self.table(), self.paragraphs())
 
 
 def _seeds(seed: int, n: int) -> list[int]:
@@ -150,12 +128,20 @@ def _seeds(seed: int, n: int) -> list[int]:
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-def design_shares(dataset: Dataset, cfg: ExperimentConfig) -> dict[str, float]:
-    """The known assignment probabilities: the allocation, else the observed shares."""
-    if cfg.allocation is not None:
-        return dict(cfg.allocation)
-    counts = dataset.group_counts()
-    return {g: float(n) / dataset.n_rows for g, n in counts.items()}
+def assignment_shares(dataset: Dataset, cfg: ExperimentConfig) -> dict[str, float]:
+    """The probability each group was assigned with (see the module docs).
+
+    The allocation when the group counts are consistent with it (sample-ratio check
+    p-value at least ``analysis.srm_threshold``); else, or without an allocation, the
+    observed shares.
+    """
+    planned = cfg.allocation
+    if planned is not None:
+        counts = dataset.group_counts()
+        p = srm_pvalue(counts.to_numpy(), [planned[g] for g in cfg.groups])
+        if p < cfg.analysis.srm_threshold:
+            planned = None
+    return group_shares(dataset.treatment, cfg.groups, planned)
 
 
 def customer_values(dataset: Dataset, cfg: ExperimentConfig) -> np.ndarray:
@@ -181,7 +167,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
 
     Args:
         dataset: The validated experiment data.
-        cfg: The experiment config (learners, base, test_size, seed, select_by, policy).
+        cfg: The experiment config (learners, base, params, test_size, seed, select_by,
+            policy).
         on_step: Called with a short description as each step starts (progress).
 
     Returns:
@@ -189,11 +176,12 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
 
     Raises:
         ConfigError: net-value objective without a value column.
+        TrainingDataError: a group of the training rows is too small or has one outcome.
         LearnerError: every candidate learner failed.
     """
     step = on_step or (lambda _: None)
     values = customer_values(dataset, cfg)
-    shares = design_shares(dataset, cfg)
+    shares = assignment_shares(dataset, cfg)
     model_cfg = cfg.model
     seed_split, seed_risk, *seed_learners = _seeds(model_cfg.seed, 2 + len(model_cfg.learners))
     learner_seeds = dict(zip(model_cfg.learners, seed_learners, strict=True))
@@ -202,6 +190,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     treatment = dataset.treatment
     churned = dataset.churned
     train, test = split_holdout(treatment, churned, model_cfg.test_size, seed_split)
+    check_groups(treatment[train], churned[train], cfg.control, cfg.arm_names,
+                 source=dataset.source, column=f"column {dataset.treatment_column!r}")
     X_train, X_test = X.iloc[train], X.iloc[test]
 
     threads = fit_threads()
@@ -227,7 +217,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
                                            values, shares, budget, capacity)
         metrics = uplift_scores(treatment[test], churned[test], uplift, cfg.control,
                                 cfg.arm_names)
-        metrics.update(_selection_metrics(estimate))
+        metrics.update(policy_value=estimate.net_value_per_customer.value,
+                       policy_churn_reduction=estimate.churn_reduction.value)
         deciles = decile_table(treatment[test], churned[test], uplift, cfg.control,
                                cfg.arm_names)
         candidates.append(CandidateResult(name, metrics, deciles, seconds, members=members))
@@ -252,12 +243,13 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         reasons = "; ".join(f"{c.learner}: {c.error}" for c in candidates)
         raise LearnerError(f"every candidate learner failed ({reasons})")
     if model_cfg.ensemble and len(fitted) >= 2:
-        best = ranked(candidates, model_cfg.select_by, cfg.policy.objective)[:2]
+        best = select(candidates, model_cfg.select_by, cfg.policy.objective, n=2)
         members = [fitted[name][0] for name in best]
         ensemble = EnsembleUpliftModel(members)
         score(ENSEMBLE, ensemble, sum(scored[n] for n in best) / len(best), 0.0, tuple(best))
-    selected = ranked(candidates, model_cfg.select_by, cfg.policy.objective)[0]
+    selected = select(candidates, model_cfg.select_by, cfg.policy.objective)[0]
     _, policy, estimate = fitted[selected]
+    optimality_warning(policy.assignment, "the held-out policy")
     chosen = next(c for c in candidates if c.learner == selected)
 
     step(f"Refitting {selected} on all rows")
@@ -276,8 +268,34 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         selected=selected, select_by=model_cfg.select_by, candidates=tuple(candidates),
         holdout_policy=policy, policy_estimate=estimate, holdout_index=test,
         candidate_models=trained, fit_seconds=fits,
-        holdout_scores=_with_risk(scored[selected], p_control),
+        holdout_scores=_with_risk(scored[selected], p_control), shares=shares,
     )
+
+
+def holdout_budget_curve(training: TrainingResult, dataset: Dataset, cfg: ExperimentConfig,
+                         points: int = BUDGET_POINTS) -> pd.DataFrame:
+    """What each budget buys on the held-out rows, with the selected model's predictions.
+
+    Budgets run from 0 to the cost of the policy without a budget (plus the config's
+    budget, scaled to the held-out share, when it is above that); capacities stay as
+    applied. Each point is the Lagrangian policy (feasible, near-optimal, fast). See
+    :func:`uplift.policy.budget_curve` for the columns.
+    """
+    scores = training.holdout_scores
+    idx = np.asarray(training.holdout_index)
+    if scores is None or len(scores) != len(idx):
+        raise ValueError("training.holdout_scores must hold the held-out rows' predictions")
+    rows = dataset.frame.iloc[idx]
+    p_control, p_arms = churn_probabilities(scores, cfg.arm_names)
+    value = customer_values(dataset, cfg)[idx]
+    policy = training.holdout_policy
+    capacity = dict(policy.capacity or {})
+    full = build_policy(p_control, p_arms, value, rows, cfg, budget=None, capacity=capacity)
+    budgets = list(np.linspace(0.0, full.total_cost, points))
+    if policy.budget is not None and policy.budget > full.total_cost:
+        budgets.append(float(policy.budget))
+    return budget_curve(p_control, p_arms, value, rows, cfg, budgets, capacity=capacity,
+                        exact=False)
 
 
 def _with_risk(uplift: pd.DataFrame, p_control: np.ndarray) -> pd.DataFrame:
@@ -289,14 +307,16 @@ def _with_risk(uplift: pd.DataFrame, p_control: np.ndarray) -> pd.DataFrame:
 def _risk_model(dataset: Dataset, cfg: ExperimentConfig, seed: int,
                 threads: int = 1) -> ChurnRiskModel:
     return ChurnRiskModel(base=cfg.model.base, control=cfg.control,
-                          categorical=list(dataset.categorical), seed=seed, n_jobs=threads)
+                          categorical=list(dataset.categorical), seed=seed, n_jobs=threads,
+                          params=cfg.model.params.get("churn_risk"))
 
 
 def _uplift_model(name: str, dataset: Dataset, cfg: ExperimentConfig,
                   shares: Mapping[str, float], seed: int, threads: int = 1) -> UpliftModel:
     return UpliftModel(learner=name, base=cfg.model.base, control=cfg.control,
                        arms=cfg.arm_names, propensity=shares,
-                       categorical=list(dataset.categorical), seed=seed, n_jobs=threads)
+                       categorical=list(dataset.categorical), seed=seed, n_jobs=threads,
+                       params=cfg.model.params.get(name))
 
 
 def _holdout_policy(uplift: pd.DataFrame, p_control: np.ndarray,
@@ -305,8 +325,7 @@ def _holdout_policy(uplift: pd.DataFrame, p_control: np.ndarray,
                     shares: Mapping[str, float], budget: float | None,
                     capacity: dict[str, int]) -> tuple[PolicyResult, PolicyEstimate]:
     """The policy a model recommends for the held-out rows, and its DR estimate there."""
-    u = uplift[[uplift_column(a) for a in cfg.arm_names]].to_numpy()
-    p_arms = np.clip(p_control[:, None] - u, 1e-6, 1 - 1e-6)
+    _, p_arms = churn_probabilities(_with_risk(uplift, p_control), cfg.arm_names)
     frame = dataset.frame.iloc[test]
     policy = build_policy(p_control, p_arms, values[test], frame, cfg, budget=budget,
                           capacity=capacity)
@@ -317,32 +336,3 @@ def _holdout_policy(uplift: pd.DataFrame, p_control: np.ndarray,
         predicted_churn=dict(outcomes),
     )
     return policy, estimate
-
-
-def _selection_metrics(estimate: PolicyEstimate) -> dict[str, float]:
-    return {
-        "policy_value": estimate.net_value_per_customer.value,
-        "policy_churn_reduction": estimate.churn_reduction.value,
-    }
-
-
-def ranked(candidates: Sequence[CandidateResult], select_by: str,
-           objective: str = "net_value") -> list[str]:
-    """Fitted candidates' names, best first: by mean Qini over offers, or by policy value.
-
-    With ``select_by: policy_value`` the value is the held-out estimate of the net value
-    per customer under the net-value objective, and of the churn reduction under the
-    churn-reduction objective. Ties keep the config's order.
-    """
-    scored = [c for c in candidates if c.ok]
-    if not scored:
-        raise LearnerError("no candidate learner was fitted")
-
-    def score(c: CandidateResult) -> float:
-        if select_by == "policy_value":
-            key = "policy_value" if objective == "net_value" else "policy_churn_reduction"
-            return c.metrics[key]
-        qinis = [v for k, v in c.metrics.items() if k.startswith("qini_")]
-        return float(np.mean(qinis)) if qinis else float("-inf")
-
-    return [c.learner for c in sorted(scored, key=score, reverse=True)]

@@ -22,11 +22,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .drift import DriftMonitor, bin_counts
-from .errors import DataError, Problem
-from .export import ScoringPlan, canonical_frame, cost_column, eligible_column, net_column
-from .models import uplift_column
-from .tables import table_format
+from ..drift import DriftMonitor, bin_counts
+from ..errors import DataError, Problem, first_line
+from ..models import uplift_column
+from ..tables import table_format
+from .scoring import (
+    HASH_COLUMN,
+    ScoringPlan,
+    canonical_frame,
+    cost_column,
+    eligible_column,
+    net_column,
+    score_column,
+)
 
 _ROW = "_row"
 _ERROR = re.compile(r"uplift\.errors\.DataError: (.+)")
@@ -51,12 +59,12 @@ def _session(master: str | None) -> object:
 
 
 def _schema(plan: ScoringPlan, id_type: str) -> str:
-    fields = [f"`{_ROW}` long", f"`{plan.id_column}` {id_type}", "`_hash` long",
+    fields = [f"`{_ROW}` long", f"`{plan.id_column}` {id_type}", f"`{HASH_COLUMN}` long",
               "`holdout` boolean", "`churn_risk` double"]
     fields += [f"`{uplift_column(a)}` double" for a in plan.arms]
     for arm in plan.arms:
-        fields += [f"`{net_column(arm)}` double", f"`{cost_column(arm)}` double",
-                   f"`{eligible_column(arm)}` boolean"]
+        fields += [f"`{score_column(arm)}` double", f"`{net_column(arm)}` double",
+                   f"`{cost_column(arm)}` double", f"`{eligible_column(arm)}` boolean"]
     return ", ".join(fields)
 
 
@@ -85,8 +93,8 @@ def score_spark(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMo
         if table_format(path) != "parquet":  # one partition per CSV file: spread the scoring
             frame = frame.repartition(spark.sparkContext.defaultParallelism * 2)
     except (Py4JJavaError, PySparkException) as exc:
-        raise DataError(Problem(plan.source, "", f"cannot read the table "
-                                f"({str(exc).strip().splitlines()[0][:200]})")) from None
+        raise DataError(Problem(plan.source, "", f"cannot read the table ({first_line(exc)})")
+                        ) from None
     id_type = "string" if str(frame.schema[plan.id_column].dataType) == "StringType()" \
         else frame.schema[plan.id_column].dataType.simpleString()
 
@@ -94,7 +102,7 @@ def score_spark(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMo
         for batch in batches:
             scored = plan.score(batch[columns], first_row=None)
             # Spark has no unsigned 64-bit type: the hash travels as a signed long.
-            scored["_hash"] = scored["_hash"].to_numpy(np.uint64).view(np.int64)
+            scored[HASH_COLUMN] = scored[HASH_COLUMN].to_numpy(np.uint64).view(np.int64)
             scored.insert(0, _ROW, batch[_ROW].to_numpy())
             yield scored
 
@@ -126,7 +134,7 @@ def score_spark(path: Path, plan: ScoringPlan, chunk_size: int, monitor: DriftMo
         totals[part["bin"].to_numpy(int)] = part["sum(n)"].to_numpy(float)
         monitor.counts_[name] += totals
     scored = scored.sort_values(_ROW, kind="stable").drop(columns=_ROW).reset_index(drop=True)
-    scored["_hash"] = scored["_hash"].to_numpy(np.int64).view(np.uint64)
+    scored[HASH_COLUMN] = scored[HASH_COLUMN].to_numpy(np.int64).view(np.uint64)
     for start in range(0, len(scored), chunk_size):
         part = scored.iloc[start:start + chunk_size].reset_index(drop=True)
         advance(len(part))
