@@ -110,16 +110,9 @@ def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 def _quiet_mlflow() -> None:
     """MLflow's info lines and download bars are noise in our output; keep its errors."""
-    import logging
-    import os
+    from .tracking import quiet_mlflow
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if not _STATE["verbose"]:
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-        import mlflow  # noqa: F401 - configures its loggers on import; override after
-
-        logging.getLogger("mlflow").setLevel(logging.ERROR)
-        logging.getLogger("alembic").setLevel(logging.ERROR)
+    quiet_mlflow(verbose=_STATE["verbose"])
 
 
 def _progress() -> bool:

@@ -72,6 +72,19 @@ def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 # --------------------------------------------------------------------------- store
 
 
+def quiet_mlflow(verbose: bool = False) -> None:
+    """Silence MLflow's info lines and download bars (its errors stay), unless ``verbose``."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        import mlflow  # noqa: F401 - configures its loggers on import; override after
+
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        logging.getLogger("alembic").setLevel(logging.ERROR)
+
+
 def resolve_tracking_uri(option: str | None, cfg: ExperimentConfig | None = None) -> str:
     """``--tracking-uri`` > env ``MLFLOW_TRACKING_URI`` > ``tracking.uri`` > the default.
 
