@@ -69,7 +69,8 @@ def run_record(client: Any, run_id: str) -> dict[str, Any]:
 
     def describe(r: Any) -> dict[str, Any]:
         tags = {k: v for k, v in r.data.tags.items() if not k.startswith("mlflow.")}
-        return {"metrics": dict(sorted(r.data.metrics.items())),
+        metrics = {k: v for k, v in r.data.metrics.items() if k != "fit_seconds"}  # a timing
+        return {"metrics": dict(sorted(metrics.items())),
                 "params": dict(sorted(r.data.params.items())), "tags": dict(sorted(tags.items()))}
 
     children = client.search_runs([run.info.experiment_id],
@@ -86,6 +87,8 @@ def export_record(path: Path) -> dict[str, Any]:
     manifest = json.loads(Path(f"{path}.manifest.json").read_text())
     for key in _VOLATILE_MANIFEST:
         manifest.pop(key, None)
+    if manifest.get("economics_from") not in (None, "model"):  # a config in a scratch folder
+        manifest["economics_from"] = Path(manifest["economics_from"]).name
     return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "manifest": manifest}
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -511,3 +512,99 @@ def test_spark_engine_writes_the_same_file(store: Store, tmp_path: Path, source:
         assert spark_result.path.read_bytes() == pandas_result.path.read_bytes()
         assert spark_result.manifest["psi"] == pandas_result.manifest["psi"]
         assert spark_result.manifest["engine"] == "spark"
+
+
+# --------------------------------------------------------------------------- lock, temporaries
+
+
+def test_the_lock_lives_beside_the_target_and_is_gone_afterwards(
+    store: Store, tmp_path: Path
+) -> None:
+    import tempfile
+
+    from uplift.export import _exclusive
+
+    target = tmp_path / "deliver" / "recs.csv"
+    target.parent.mkdir()
+    shared = sorted(Path(tempfile.gettempdir()).glob("uplift-export-*.lock"))
+    with _exclusive(target):
+        assert [p.name for p in target.parent.iterdir()] == [".recs.csv.lock"]
+    assert list(target.parent.iterdir()) == []
+    assert sorted(Path(tempfile.gettempdir()).glob("uplift-export-*.lock")) == shared
+    run_export(store, target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["recs.csv",
+                                                              "recs.csv.manifest.json"]
+
+
+def test_a_lock_another_user_planted_in_the_temporary_folder_blocks_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    import fcntl
+    import hashlib as hashes
+    import tempfile
+
+    target = tmp_path / "deliver" / "recs.csv"
+    target.parent.mkdir()
+    # Where the lock used to be: a predictable name anyone could take first.
+    key = hashes.sha256(str(target.resolve()).encode()).hexdigest()[:24]
+    planted = Path(tempfile.gettempdir()) / f"uplift-export-{key}.lock"
+    with open(planted, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            done = subprocess.run([sys.executable, "-m", "uplift", "--quiet", "export",
+                                   "--customers", str(store.customers_csv), "--out",
+                                   str(target)], env=store.env(), capture_output=True,
+                                  text=True, timeout=300, check=False)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            planted.unlink(missing_ok=True)
+    assert done.returncode == 0, done.stderr
+    assert target.is_file()
+
+
+def test_stale_temporaries_of_other_tools_are_left_alone(store: Store, tmp_path: Path) -> None:
+    from uplift.tables import remove_stale_temps
+
+    folder = tmp_path / "deliver"
+    folder.mkdir()
+    old = time.time() - 3 * 86400
+    others = [folder / ".crm-sync.abc12345.tmp", folder / ".report.pdf.tmp",
+              folder / ".other.csv.x1y2z3w4.tmp"]
+    ours_elsewhere = folder / ".other.csv.uplift-a1b2c3d4.tmp"
+    fresh_ours = folder / ".other.csv.uplift-zzzzzzzz.tmp"
+    mine = folder / ".recs.csv.uplift-q1w2e3r4.tmp"
+    for path in [*others, ours_elsewhere, fresh_ours, mine]:
+        path.write_text("x")
+        if path is not fresh_ours:
+            os.utime(path, (old, old))
+    removed = remove_stale_temps(folder / "recs.csv")
+    assert sorted(p.name for p in removed) == sorted([ours_elsewhere.name, mine.name])
+    assert all(p.exists() for p in [*others, fresh_ours])
+
+
+def test_an_assignment_not_proven_optimal_is_said_on_stderr(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from uplift import policy
+
+    real = policy.assign_offers
+
+    def loose(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)
+        return replace(result, upper_bound=result.objective + 12.5)
+
+    monkeypatch.setattr(policy, "assign_offers", loose)
+    config = tmp_path / "limits.yaml"
+    mapping = {**store.mapping, "policy": {"budget": 500.0, "holdout": 0.1}}
+    config.write_text(yaml.safe_dump(mapping), encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    result = cli_export(store, tmp_path, "--config", str(config), "--quiet")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert re.search(r"^Warning: .*customers\.csv: the offer assignment is not proven "
+                     r"optimal; it is within 12\.5 ", lines[0]), lines[0]
+    manifest = json.loads((tmp_path / "out" / "recs.csv.manifest.json").read_text())
+    assert manifest["assignment"] == {"optimal": False, "gap": 12.5}

@@ -167,15 +167,21 @@ def test_two_concurrent_runs_both_finish_with_distinct_versions(tmp_path: Path) 
     assert {v.run_id for v in versions} == {r.info.run_id for r in parents}
 
 
-def test_the_report_folder_is_replaced_whole(tmp_path: Path) -> None:
-    from uplift.pipeline import replace_folder
-
+def report_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A new report folder and the previous one at its place under reports/."""
     new = tmp_path / "new"
     new.mkdir()
     (new / "report.html").write_text("new")
     target = tmp_path / "reports" / "2026-10"
     target.mkdir(parents=True)
     (target / "report.html").write_text("old")
+    return new, target
+
+
+def test_the_report_folder_is_replaced_whole(tmp_path: Path) -> None:
+    from uplift.pipeline import replace_folder
+
+    new, target = report_folders(tmp_path)
     (target / "stale.png").write_text("old plot")
     assert replace_folder(new, target) == target
     assert sorted(p.name for p in target.iterdir()) == ["report.html"]
@@ -189,12 +195,7 @@ def test_a_failed_copy_leaves_the_previous_report(tmp_path: Path,
 
     from uplift import pipeline
 
-    new = tmp_path / "new"
-    new.mkdir()
-    (new / "report.html").write_text("new")
-    target = tmp_path / "reports" / "2026-10"
-    target.mkdir(parents=True)
-    (target / "report.html").write_text("old")
+    new, target = report_folders(tmp_path)
 
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")

@@ -253,3 +253,24 @@ def test_an_ensembles_label_names_its_members() -> None:
     assert cand.label == "ensemble (t+x)"
     assert cand.mean_score("qini") == 0.1
     assert cand.mean_score("auuc") == float("-inf")
+
+
+def test_a_held_out_policy_not_proven_optimal_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from uplift import policy
+    from uplift.errors import UpliftWarning
+
+    real = policy.assign_offers
+
+    def loose(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)
+        return replace(result, upper_bound=result.objective + 3.0)
+
+    monkeypatch.setattr(policy, "assign_offers", loose)
+    cfg = load_config(config(tmp_path, ensemble=False, learners=["s"]))
+    with pytest.warns(UpliftWarning, match=r"^the held-out policy: the offer assignment is "
+                      r"not proven optimal; it is within 3 "):
+        train_models(load_dataset(cfg), cfg)

@@ -100,10 +100,13 @@ def _one_line(text: str) -> str:
 
 
 def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
-    """Our own warnings as ``Warning: ...`` lines; library warnings only with --verbose."""
+    """Our own warnings as ``Warning: ...`` lines; library warnings only with --verbose.
+
+    Ours show with --quiet too: a scheduled job's log should keep them.
+    """
     for item in caught:
         ours = issubclass(item.category, UpliftWarning)
-        if (ours and not _STATE["quiet"]) or _STATE["verbose"]:
+        if ours or _STATE["verbose"]:
             prefix = "Warning" if ours else f"{item.category.__name__}"
             click.echo(f"{prefix}: {_one_line(str(item.message))}", err=True)
 
