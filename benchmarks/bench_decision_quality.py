@@ -174,7 +174,7 @@ def run(n_train: int, n_test: int, seed: int, learners: list[str], select_by: st
                 continue
             qini = np.mean([v for k, v in cand.metrics.items() if k.startswith("qini_")])
             note = (f"fit on the training split; held-out qini {qini:.3f}, "
-                    f"DR value {cand.metrics['policy_value']:.1f}")
+                    f"DR value {cand.metrics['policy_net_value_per_customer']:.1f}")
             p_c, p_a = result.candidate_models[cand.learner].predict_churn(fresh.customers)
             rows.append((f"  candidate {cand.learner}", judge.share(judge.rule(p_c, p_a)),
                          cand.fit_seconds, note))

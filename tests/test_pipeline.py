@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from uplift.tracking import TAGS, open_client, spec_metric_names
 def write_config(folder: Path, **changes: object) -> Path:
     mapping = {
         "name": "pipeline-test", "period": "2026-10",
+        "description": "Q4 offers (pipeline test)",
         "data": {"simulate": {"customers": 5000, "seed": 8}, "value": "monthly_revenue"},
         "arms": base_config()["arms"], "allocation": base_config()["allocation"],
         "model": {"learners": ["s", "t"], "seed": 2, "params": small_params("s", "t")},
@@ -69,6 +71,73 @@ def test_run_logs_every_spec_name_child_runs_and_registers(
     assert [t.value for t in entry.tags if t.key == "mlflow.data.context"] == ["training"]
     schema = json.loads(entry.dataset.schema)["mlflow_colspec"]
     assert {"customer_id", "arm", "churned", "tenure_months"} <= {c["name"] for c in schema}
+    check_what_the_ui_shows(client, run, children, version, tmp_path)
+
+
+def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
+                            version: object, tmp_path: Path) -> None:
+    """What an analyst reads in the MLflow UI: kind, descriptions, tags, params, names."""
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("Q4 offers (pipeline test)\n\n")
+    selected = run.data.tags["selected_learner"]
+    label = {"s": "S-learner", "t": "T-learner"}.get(selected, selected)
+    assert f"**{label}" in note
+    assert "Recommended policy (held-out estimate): churn " in note
+    assert re.search(r"reduction [+-]\d+\.\d\d pp \[[+-]\d+\.\d\d pp, [+-]\d+\.\d\d pp\]",
+                     note)
+    assert re.search(r"net value -?[\d,]+\.\d\d \[-?[\d,]+\.\d\d, -?[\d,]+\.\d\d\] per "
+                     "customer", note)
+    assert "Baseline churn 30.00% (from baseline.churn_rate)" in note
+    assert f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifactPath/" \
+        "report/report.html" in note
+    # Params identify the run: no empty values, the baseline period filled in.
+    params = run.data.params
+    assert "" not in params.values()
+    assert params["baseline_period"] == run.data.tags["baseline_period"] == "2026-09"
+    assert "description" not in params
+    assert params["model.learners"] == "['s', 't']"
+    # Metrics read as people read them (6 significant digits at most).
+    assert all(len(f"{v:.15g}".lstrip("-").replace(".", "").lstrip("0")) <= 6
+               for v in run.data.metrics.values())
+    # Child runs are named for their learner, the selected one marked, and last their fit.
+    names = [c.info.run_name for c in children]
+    assert len([n for n in names if n.endswith(" (selected)")]) == 1
+    plain = sorted(n.removesuffix(" (selected)") for n in names)
+    assert plain[:2] == ["S-learner", "T-learner"]
+    assert plain[2] in ("ensemble (s + t)", "ensemble (t + s)")  # the better one first
+    for child in children:
+        m = child.data.metrics
+        assert "policy_value" not in m
+        assert "policy_net_value_per_customer" in m
+        assert child.data.params["learner"] == child.data.tags["learner"]
+        if child.data.tags["learner"] == "t":
+            assert child.data.params["outcome.n_estimators"] == "40"  # from model.params
+            assert child.data.params["base"] == "lightgbm"
+            span = (child.info.end_time - child.info.start_time) / 1000
+            assert span == pytest.approx(m["fit_seconds"], abs=0.01)
+    # The registered version says where it comes from; the model what it takes.
+    assert version.tags["period"] == "2026-10"
+    assert version.tags["selected_learner"] == selected
+    assert version.tags["data_sha256"] == run.data.tags["data_sha256"]
+    assert float(version.tags["policy_churn_reduction"]) == pytest.approx(
+        run.data.metrics["policy_churn_reduction"], rel=1e-5)
+    assert version.description.startswith(f"Period 2026-10, {label} ({selected}). "
+                                          "Recommended policy (held-out estimate)")
+    assert run.data.tags["data_sha256"][:12] in version.description
+    registered = client.get_registered_model("pipeline-model")
+    assert "`churn_risk`" in registered.description
+    assert "`uplift_<offer>`" in registered.description
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert json.loads(logged.tags["mlflow.modelVersions"]) == [
+        {"name": "pipeline-model", "version": version.version}]
+    # The logged report shows its plots inside the UI's sandboxed frame: no file paths.
+    html = Path(client.download_artifacts(run.info.run_id, "report/report.html",
+                                          str(tmp_path))).read_text()
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert len(sources) == 8
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
 
 
 def test_bad_config_creates_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -254,13 +254,13 @@ def test_promote_points_champion_at_a_version(registered: Registered) -> None:
     def champion() -> str:
         return str(client.get_model_version_by_alias(name, registry.CHAMPION).version)
 
-    assert registry.promote(client, name, version=second) == second
+    assert registry.promote(client, name, version=second).version == second
     assert champion() == second
-    assert registry.promote(client, name, run_id=registered.run_id) == first
+    assert registry.promote(client, name, run_id=registered.run_id).version == first
     assert champion() == first
-    assert registry.promote(client, name, run_id=other_run) == second
+    assert registry.promote(client, name, run_id=other_run).version == second
     assert champion() == second
-    assert registry.promote(client, name) == first  # the candidate by default
+    assert registry.promote(client, name).version == first  # the candidate by default
     assert champion() == first
 
     with pytest.raises(ModelNotFoundError, match=r"'registry-promote' has no version 7"):

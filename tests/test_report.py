@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -65,6 +66,13 @@ def image_sources(html_text: str) -> list[str]:
     return re.findall(r'<img src="([^"]+)"', html_text)
 
 
+def embedded_images(html_text: str) -> dict[str, bytes]:
+    """The PNG bytes each ``<img>`` carries as a data URI, by the file it was made from."""
+    found = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*" '
+                       r'data-file="([^"]+)">', html_text)
+    return {name: base64.b64decode(data) for data, name in found}
+
+
 EXPECTED_PNGS = {"churn_by_group.png", "effects.png", "uplift_by_decile.png", "policy_mix.png",
                  "net_value_vs_budget.png", "qini_discount_20.png", "qini_free_upgrade.png",
                  "qini_webinar.png"}
@@ -80,13 +88,15 @@ def test_report_writes_html_markdown_and_deciles(built: Built) -> None:
     assert built.rc_changed == []  # no global matplotlib state changed
 
 
-def test_every_image_in_the_html_exists_and_is_a_valid_png(built: Built) -> None:
+def test_every_image_in_the_html_is_embedded_and_a_valid_png(built: Built) -> None:
     html_text = built.html_path.read_text()
     sources = image_sources(html_text)
-    assert len(sources) == len(set(sources))
-    assert set(sources) == {p.name for p in built.folder.glob("*.png")} == EXPECTED_PNGS
-    for name in sources:
-        data = (built.folder / name).read_bytes()
+    assert all(src.startswith("data:image/png;base64,") for src in sources)  # no paths
+    images = embedded_images(html_text)
+    assert len(images) == len(sources)
+    assert set(images) == {p.name for p in built.folder.glob("*.png")} == EXPECTED_PNGS
+    for name, data in images.items():
+        assert data == (built.folder / name).read_bytes(), name  # the PNG stays beside it
         assert data[:8] == PNG_MAGIC, name
         with Image.open(built.folder / name) as image:
             image.verify()
@@ -176,7 +186,7 @@ def test_the_reports_budget_curve_spans_nothing_to_the_policy_without_a_budget(
 _CHECK = """<script>
 window.addEventListener("load", () => {
   const out = Array.from(document.images, (img) => ({
-    src: img.getAttribute("src"), complete: img.complete, width: img.naturalWidth}));
+    src: img.getAttribute("data-file"), complete: img.complete, width: img.naturalWidth}));
   const pre = document.createElement("pre");
   pre.id = "image-check";
   pre.textContent = JSON.stringify(out);
@@ -212,8 +222,14 @@ def test_every_image_loads_in_headless_chromium(built: Built, tmp_path: Path) ->
     states = browser_image_states(copy, tmp_path)
     assert {s["src"] for s in states} == EXPECTED_PNGS
     assert all(s["complete"] and int(s["width"]) > 0 for s in states), states  # type: ignore[call-overload]
-    # The check itself catches a missing image.
-    (copy / "effects.png").unlink()
+    # The page needs no file beside it, and the check itself catches a broken image.
+    for png in copy.glob("*.png"):
+        png.unlink()
+    page = copy / "report.html"
+    broken_effects = re.sub(r'(<img src="data:image/png;base64,)[^"]{40}'
+                            r'([^"]*" alt="[^"]*" data-file="effects\.png")', r"\1AAAA\2",
+                            page.read_text())
+    page.write_text(broken_effects)
     states = browser_image_states(copy, tmp_path)
     broken = [s["src"] for s in states if int(s["width"]) == 0]  # type: ignore[call-overload]
     assert broken == ["effects.png"]

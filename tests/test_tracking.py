@@ -52,3 +52,85 @@ def test_flatten_params_and_finite_metrics() -> None:
     assert params["arms.discount_20.cost.revenue_share"] == "0.2"
     assert params["model.learners"] == str(cfg.model.learners)
     assert finite_metrics({"a": 1, "b": float("nan"), "c": float("inf")}) == {"a": 1.0}
+
+
+def test_flatten_params_keep_what_identifies_the_run_and_nothing_empty() -> None:
+    cfg = load_config(ROOT / "experiments" / "demo.yaml")
+    params = flatten_params(cfg, baseline_period="2026-09")
+    assert "" not in params.values()
+    assert params["baseline_period"] == "2026-09"
+    assert params["data.simulate.customers"] == "50000"
+    assert "description" not in params  # the run's description says it
+    assert not any(k.startswith(("policy.budget", "arms.webinar.eligible")) for k in params)
+    assert params["policy.min_net_value"] == "0.0"  # a zero is a value, not an empty one
+
+
+def test_readable_metrics_keep_six_significant_digits() -> None:
+    from uplift.tracking import readable
+
+    assert readable(0.27345678912345) == 0.273457
+    assert readable(-1.23456789e-7) == -1.23457e-7
+    assert readable(50000.0) == 50000.0
+    assert readable(123456789.0) == 123457000.0
+
+
+@pytest.mark.slow
+def test_the_ui_lands_on_the_runs_of_the_experiment(tmp_path: Path) -> None:
+    import os
+    import re
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import yaml
+    from conftest import record_browser_check, require_browser, simulated_config
+
+    from uplift.pipeline import run_experiment
+
+    chromium = require_browser()
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    config = tmp_path / "c.yaml"
+    mapping = simulated_config(customers=3000, learners=("s",), name="ui-test")
+    mapping["model"]["ensemble"] = False
+    config.write_text(yaml.safe_dump(mapping))
+    run_experiment(config, tracking_uri=uri, reports=None)
+    run_experiment(config, tracking_uri=uri, period="2026-11", reports=None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    server = subprocess.Popen([sys.executable, "-m", "uplift", "ui", "--tracking-uri", uri,
+                               "--port", str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env=env,
+                              start_new_session=True)
+    try:
+        line = server.stdout.readline()  # type: ignore[union-attr]
+        address = re.search(r"at (http://\S+)", line).group(1)  # type: ignore[union-attr]
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/#/experiments/\d+/runs", address)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the MLflow UI did not come up"
+                time.sleep(0.5)
+        dom = subprocess.run(
+            [str(chromium), "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=30000", "--dump-dom", address],
+            capture_output=True, text=True, timeout=180, check=False).stdout
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    text = " ".join(re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)[^>]*>.*?</\1>", " ",
+                                                   dom, flags=re.S)).split())
+    assert "Training runs" in text
+    assert "2026-10" in text  # the runs, by period
+    assert "2026-11" in text
+    assert "Token Usage" not in text  # not the GenAI overview
+    record_browser_check("MLflow UI runs page")

@@ -228,7 +228,8 @@ def test_propensities_are_the_observed_shares_under_a_sample_ratio_mismatch(
 
 def candidate(name: str, qini: tuple[float, float], value: float, reduction: float
               ) -> CandidateResult:
-    return CandidateResult(name, {"qini_x": qini[0], "qini_y": qini[1], "policy_value": value,
+    return CandidateResult(name, {"qini_x": qini[0], "qini_y": qini[1],
+                                  "policy_net_value_per_customer": value,
                                   "policy_churn_reduction": reduction})
 
 

@@ -370,30 +370,8 @@ def run(config: str, tracking_uri: str | None, period: str | None) -> None:
     with steps(_progress()) as update:
         result = run_experiment(config, tracking_uri=tracking_uri, period=period,
                                 on_step=update)
-    m = result.metrics
-    if not _STATE["quiet"]:
-        click.echo(f"Period {result.period}: {int(m['n_customers']):,} customers, observed "
-                   f"churn {100 * m['churn_rate_observed']:.2f}%")
-        click.echo(f"Selected learner: {result.selected_learner}; registered "
-                   f"{result.model_name} version {result.model_version} as 'candidate'")
-        click.echo(f"Recommended policy (held-out estimate): churn "
-                   f"{100 * m['policy_churn_rate']:.2f}%, reduction "
-                   f"{100 * m['policy_churn_reduction']:+.2f} pp "
-                   f"[{100 * m['policy_churn_reduction_ci_low']:+.2f}, "
-                   f"{100 * m['policy_churn_reduction_ci_high']:+.2f}], net value "
-                   f"{m.get('policy_net_value_per_customer', float('nan')):.2f} per customer")
-        if "baseline_churn_rate" in m:
-            click.echo(f"Baseline churn {100 * m['baseline_churn_rate']:.2f}% (from "
-                       f"{result.baseline_source}); policy vs baseline "
-                       f"{100 * m['churn_reduction_vs_baseline']:+.2f} pp")
-        else:
-            click.echo("Baseline churn: unknown (no run for the baseline period and no "
-                       "baseline.churn_rate)")
-        click.echo(f"Report: {result.report_path}")
-        t = result.seconds
-        click.echo(f"Time: {t['total']:.1f} s (model fits {t['fits']:.1f} s, report "
-                   f"{t['report']:.1f} s, MLflow logging {t['tracking']:.1f} s, registering "
-                   f"{t['register']:.2f} s)")
+    for line in result.summary_lines():
+        _say(line)
     click.echo(f"run_id: {result.run_id}")
 
 
@@ -454,7 +432,7 @@ def promote(version: str | None, run_id: str | None, config_path: str | None,
     name = cfg.tracking.registered_model if cfg else "retention-uplift"
     client = open_client(resolve_tracking_uri(tracking_uri, cfg))
     promoted = promote_version(client, name, version=version, run_id=run_id)
-    _say(f"{name} version {promoted} is now 'champion'")
+    _say(promoted.describe())
 
 
 @cli.command()
@@ -516,17 +494,19 @@ def ui(config_path: str | None, tracking_uri: str | None, port: int) -> None:
     import subprocess
 
     from .config import load_config
-    from .tracking import artifact_root, prepare_store, resolve_tracking_uri
+    from .tracking import artifact_root, open_client, resolve_tracking_uri, ui_address
 
     cfg = load_config(config_path) if config_path else None
     uri = resolve_tracking_uri(tracking_uri, cfg)
-    prepare_store(uri)
+    _quiet_mlflow()
+    address = ui_address(open_client(uri), port, cfg.name if cfg else None)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(port)]
     root = artifact_root(uri)
     if root:
         command += ["--default-artifact-root", root]
-    _say(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C to stop)")
+    _say(f"MLflow UI for {uri} at {address} (Ctrl-C to stop)")
+    sys.stdout.flush()
     raise SystemExit(subprocess.call(command))
 
 

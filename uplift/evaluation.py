@@ -11,10 +11,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .learners import LEARNER_LABELS
 from .models import LearnerError, uplift_column
 
 
@@ -96,7 +98,7 @@ class CandidateResult:
     """One learner's held-out performance, or why it failed.
 
     ``metrics`` holds ``qini_<arm>``, ``auuc_<arm>`` and the held-out estimate of the
-    policy it recommends (``policy_value``: net value per customer;
+    policy it recommends (``policy_net_value_per_customer``;
     ``policy_churn_reduction``).
     """
 
@@ -106,6 +108,10 @@ class CandidateResult:
     fit_seconds: float = 0.0
     error: str | None = None
     members: tuple[str, ...] = ()
+    started: float | None = None
+    """When its fit started (seconds since the epoch), if it was fitted."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """What its models were fitted with (``learners.learner_settings``)."""
 
     @property
     def ok(self) -> bool:
@@ -116,6 +122,13 @@ class CandidateResult:
     def label(self) -> str:
         """The learner's name, with an ensemble's members: ``ensemble (s+t)``."""
         return self.learner + (f" ({'+'.join(self.members)})" if self.members else "")
+
+    @property
+    def display_name(self) -> str:
+        """A name for people: ``T-learner``, ``uplift forest``, ``ensemble (x + t)``."""
+        if self.members:
+            return f"{self.learner} ({' + '.join(self.members)})"
+        return LEARNER_LABELS.get(self.learner, self.learner)
 
     def mean_score(self, prefix: str) -> float:
         """Mean over offers of the metrics named ``<prefix>_<arm>`` (-inf when none)."""
@@ -141,7 +154,7 @@ def select(candidates: Sequence[CandidateResult], by: str, objective: str = "net
 
     def score(c: CandidateResult) -> float:
         if by == "policy_value":
-            return c.metrics["policy_value" if objective == "net_value"
+            return c.metrics["policy_net_value_per_customer" if objective == "net_value"
                              else "policy_churn_reduction"]
         return c.mean_score("qini")
 

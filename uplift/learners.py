@@ -29,6 +29,9 @@ logging.getLogger("duecredit").propagate = False
 
 BaseName = Literal["lightgbm", "xgboost"]
 TREE_LEARNERS = frozenset({"uplift_forest", "uplift_tree"})
+LEARNER_LABELS = {"s": "S-learner", "t": "T-learner", "x": "X-learner", "r": "R-learner",
+                  "dr": "DR-learner", "uplift_forest": "uplift forest",
+                  "uplift_tree": "uplift tree"}
 PROPENSITY_LEARNERS = frozenset({"x", "r", "dr"})
 
 # Outcome models: churn probability. Effect models: regressions on imputed effects.
@@ -118,6 +121,25 @@ def base_regressor(base: BaseName, seed: int, n_jobs: int = 1, *, effect: bool =
         defaults = _XGB_EFFECT if effect else _XGB_OUTCOME
         return XGBRegressor(**{**defaults, **params}, random_state=seed, n_jobs=n_jobs)
     raise ValueError(f"unknown base model {base!r}; use 'lightgbm' or 'xgboost'")
+
+
+def learner_settings(name: LearnerName, base: BaseName, params: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """The settings ``make_learner`` gives learner ``name``: defaults with ``params`` applied.
+
+    Keys are prefixed by the model they set (``outcome.``, ``effect.``, ``tree.``), so a
+    run can record exactly what was fitted.
+    """
+    params = dict(params or {})
+    if name in TREE_LEARNERS:
+        defaults = _FOREST if name == "uplift_forest" else _TREE
+        return {f"tree.{k}": v for k, v in {**defaults, **params}.items()}
+    outcome = {**(_LGBM_OUTCOME if base == "lightgbm" else _XGB_OUTCOME), **params}
+    out = {"base": base, **{f"outcome.{k}": v for k, v in outcome.items()}}
+    if name in ("x", "r", "dr"):
+        effect = _LGBM_EFFECT if base == "lightgbm" else _XGB_EFFECT
+        out.update({f"effect.{k}": v for k, v in effect.items()})
+    return out
 
 
 def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,

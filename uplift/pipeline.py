@@ -9,6 +9,7 @@ has finished. Every MLflow call goes through ``tracking`` and ``registry``.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from .analysis import RctResult, analyze_dataset
 from .config import ExperimentConfig, load_config, parse_period
 from .data import Dataset, load_dataset
 from .errors import ArgumentProblem, ConfigError, Problem
+from .formatting import money, pct, pp
 from .tables import current_umask
 from .training import TrainingResult, holdout_budget_curve, train_models
 
@@ -53,6 +55,50 @@ class RunResult:
     def to_frame(self) -> pd.DataFrame:
         """The logged metrics as a two-column table."""
         return pd.DataFrame(sorted(self.metrics.items()), columns=["metric", "value"])
+
+    def summary_lines(self) -> list[str]:
+        """What the run found, for people: the period, the model, the policy, the baseline."""
+        m = self.metrics
+        lines = [f"Period {self.period}: {int(m['n_customers']):,} customers, observed churn "
+                 f"{pct(m['churn_rate_observed'])}",
+                 f"Selected learner: {self.selected_learner}; registered {self.model_name} "
+                 f"version {self.model_version} as 'candidate'",
+                 *outcome_lines(self.metrics, self.baseline_source),
+                 f"Report: {self.report_path}"]
+        t = self.seconds
+        if {"total", "fits", "report", "tracking", "register"} <= set(t):
+            lines.append(f"Time: {t['total']:.1f} s (model fits {t['fits']:.1f} s, report "
+                         f"{t['report']:.1f} s, MLflow logging {t['tracking']:.1f} s, "
+                         f"registering {t['register']:.2f} s)")
+        return lines
+
+
+def _interval(m: dict[str, float], name: str, fmt: Callable[[float], str]) -> str:
+    """`` [low, high]`` of metric ``name`` (empty when it has none)."""
+    low, high = m.get(f"{name}_ci_low"), m.get(f"{name}_ci_high")
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f" [{fmt(low)}, {fmt(high)}]"
+
+
+def outcome_lines(metrics: dict[str, float], baseline_source: str) -> list[str]:
+    """The policy's held-out estimate and the baseline comparison, one line each.
+
+    The run's summary and its description in MLflow both say them this way.
+    """
+    m = metrics
+    policy = (f"Recommended policy (held-out estimate): churn {pct(m['policy_churn_rate'])}, "
+              f"reduction {pp(m['policy_churn_reduction'])}"
+              f"{_interval(m, 'policy_churn_reduction', pp)}, net value "
+              f"{money(m.get('policy_net_value_per_customer', math.nan))}"
+              f"{_interval(m, 'policy_net_value_per_customer', money)} per customer")
+    if "baseline_churn_rate" in m:
+        baseline = (f"Baseline churn {pct(m['baseline_churn_rate'])} (from {baseline_source}); "
+                    f"policy vs baseline {pp(m['churn_reduction_vs_baseline'])}")
+    else:
+        baseline = ("Baseline churn: unknown (no run for the baseline period and no "
+                    "baseline.churn_rate)")
+    return [policy, baseline]
 
 
 def prepare_run(config_path: str | Path, period: str | None = None
@@ -129,7 +175,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         run.set_tags({"period": str(cfg.period), "baseline_period": baseline_period or "",
                       "config_sha256": cfg.sha256 or "", "data_sha256": dataset.sha256,
                       "uplift_version": __version__})
-        run.log_params(tracking.flatten_params(cfg))
+        run.log_params(tracking.flatten_params(cfg, baseline_period))
         run.log_dataset(dataset.frame, name=_dataset_name(cfg, dataset), digest=dataset.sha256,
                         source=cfg.data.path)
 
@@ -159,6 +205,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         _log_candidates(run, training, str(cfg.period))
         run.log_text(config_text, "config/experiment.yaml")
         run.log_folder(report_dir, "report")
+        run.set_description(_description(cfg, training, metrics, baseline_source,
+                                          experiment_id, run.run_id))
         log_start = time.perf_counter()
         info = registry.log_model(training.model, dataset, config_text)
         seconds["log_model"] = time.perf_counter() - log_start
@@ -168,8 +216,13 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
                                                            Path(reports) / str(cfg.period))
 
     register_start = time.perf_counter()
-    version = registry.register(client, info.model_uri, cfg.tracking.registered_model,
-                                run.run_id)
+    version = registry.register(
+        client, info.model_uri, cfg.tracking.registered_model, run.run_id,
+        description=_version_description(cfg, training, metrics, dataset),
+        tags={"period": str(cfg.period), "selected_learner": training.selected,
+              "data_sha256": dataset.sha256,
+              "policy_churn_reduction": f"{metrics['policy_churn_reduction']:.6g}"},
+        model_id=getattr(info, "model_id", None))
     seconds["register"] = time.perf_counter() - register_start
     seconds["total"] = time.perf_counter() - clock
     return RunResult(
@@ -189,17 +242,43 @@ def _dataset_name(cfg: ExperimentConfig, dataset: Dataset) -> str:
 
 
 def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> None:
-    """One child run per candidate learner with its held-out metrics and decile table."""
+    """One child run per candidate learner: held-out metrics, settings, decile table.
+
+    Each is named for its learner (``T-learner``, ``ensemble (x + t)``; the selected one
+    says so) and spans the time its fit took.
+    """
     for cand in training.candidates:
-        tags = {"learner": cand.learner, "period": period,
-                "selected": str(cand.learner == training.selected)}
+        selected = cand.learner == training.selected
+        tags = {"learner": cand.learner, "period": period, "selected": str(selected)}
         if cand.error:
             tags["error"] = cand.error[:5000]
         if cand.members:
             tags["members"] = "+".join(cand.members)
         tables = {"deciles.json": cand.deciles} if cand.deciles is not None else {}
-        run.log_child(cand.learner, tags=tags,
-                      metrics={**cand.metrics, "fit_seconds": cand.fit_seconds}, tables=tables)
+        run.log_child(cand.display_name + (" (selected)" if selected else ""), tags=tags,
+                      params={"learner": cand.learner, **cand.settings},
+                      metrics={**cand.metrics, "fit_seconds": cand.fit_seconds},
+                      tables=tables, started=cand.started, seconds=cand.fit_seconds)
+
+
+def _description(cfg: ExperimentConfig, training: TrainingResult, metrics: dict[str, float],
+                 baseline_source: str, experiment_id: str, run_id: str) -> str:
+    """The run's description in MLflow: the config's, then what the run found."""
+    policy, baseline = outcome_lines(metrics, baseline_source)
+    link = f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/report/report.html"
+    parts = [cfg.description or "",
+             f"**{training.chosen.display_name}** selected. {policy}.  \n{baseline}.",
+             f"[Open the report]({link}) (also under Artifacts: report/report.html)."]
+    return "\n\n".join(p for p in parts if p)
+
+
+def _version_description(cfg: ExperimentConfig, training: TrainingResult,
+                         metrics: dict[str, float], dataset: Dataset) -> str:
+    """A model version's description: where it comes from and what its policy achieved."""
+    policy, _ = outcome_lines(metrics, "")
+    return (f"Period {cfg.period}, {training.chosen.display_name} ({training.selected}). "
+            f"{policy}. Trained on {dataset.n_rows:,} customers of {dataset.source} "
+            f"(data sha256 {dataset.sha256[:12]}).")
 
 
 def replace_folder(source: Path, target: Path) -> Path:

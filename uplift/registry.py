@@ -172,26 +172,69 @@ def log_model(model: RetentionModel, dataset: Dataset, config_text: str) -> Any:
         )
 
 
-def register(client: Any, model_uri: str, name: str, run_id: str,
-             alias: str = CANDIDATE) -> str:
-    """Register ``model_uri`` under ``name`` and point ``alias`` at the new version."""
+MODEL_DESCRIPTION = (
+    "Retention uplift model. Its pyfunc takes raw customer rows as in the data file (the id, "
+    "group and outcome columns may come along and are ignored) and returns, per row, "
+    "`churn_risk` (P(churn) with no offer) and one `uplift_<offer>` column per offer "
+    "(predicted churn reduction; > 0 = the offer keeps the customer). It carries its "
+    "experiment config, so `uplift export` needs nothing else. Versions come from "
+    "`uplift run` with alias `candidate`; `uplift promote` moves `champion`.")
+
+
+def register(client: Any, model_uri: str, name: str, run_id: str, alias: str = CANDIDATE,
+             *, description: str | None = None, tags: dict[str, str] | None = None,
+             model_id: str | None = None) -> str:
+    """Register ``model_uri`` under ``name`` and point ``alias`` at the new version.
+
+    The version gets ``description`` and ``tags``; the registered model, when it has no
+    description yet, says what its pyfunc takes and returns. With ``model_id`` (MLflow 3's
+    logged model) the logged model records the version, so its page shows it registered.
+    """
     from mlflow.exceptions import MlflowException
 
     from .tracking import use_store
 
     try:
-        client.create_registered_model(name)
+        client.create_registered_model(name, description=MODEL_DESCRIPTION)
     except MlflowException as exc:  # it exists, perhaps just created by a concurrent run
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+        if not client.get_registered_model(name).description:
+            client.update_registered_model(name, description=MODEL_DESCRIPTION)
     with use_store(client.tracking_uri):
-        version = client.create_model_version(name, model_uri, run_id=run_id)
+        version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags,
+                                              description=description, model_id=model_id)
     client.set_registered_model_alias(name, alias, version.version)
+    if model_id is not None:
+        logged = client.get_logged_model(model_id)
+        known = json.loads(logged.tags.get("mlflow.modelVersions", "[]"))
+        known.append({"name": name, "version": version.version})  # as MLflow records it
+        client.set_logged_model_tags(model_id, {"mlflow.modelVersions": json.dumps(known)})
     return str(version.version)
 
 
+@dataclass(frozen=True)
+class Promotion:
+    """What ``promote`` moved: the alias, to which version, and from which (None: new)."""
+
+    name: str
+    version: str
+    previous: str | None
+    run_id: str | None
+    period: str | None
+
+    def describe(self) -> str:
+        """One line for people: what moved, from where to where."""
+        origin = f"version {self.previous}" if self.previous else "no version"
+        source = ", ".join(p for p in (f"period {self.period}" if self.period else "",
+                                       f"run {self.run_id}" if self.run_id else "") if p)
+        same = " (already there)" if self.previous == self.version else ""
+        return (f"{self.name} '{CHAMPION}': {origin} -> version {self.version}{same}"
+                + (f" ({source})" if source else ""))
+
+
 def promote(client: Any, name: str, *, version: str | None = None,
-            run_id: str | None = None) -> str:
+            run_id: str | None = None) -> Promotion:
     """Point ``champion`` at a version (given, or the one from ``run_id``, else the candidate)."""
     if version is None and run_id is not None:
         if not re.fullmatch(r"[0-9A-Za-z_-]+", run_id):
@@ -215,8 +258,14 @@ def promote(client: Any, name: str, *, version: str | None = None,
     except Exception:  # noqa: BLE001
         raise ModelNotFoundError(ArgumentProblem(None, "version",
                                                  f"{name!r} has no version {version}")) from None
+    try:
+        previous: str | None = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except Exception:  # noqa: BLE001 - no champion yet
+        previous = None
     client.set_registered_model_alias(name, CHAMPION, version)
-    return version
+    chosen = client.get_model_version(name, version)
+    return Promotion(name=name, version=version, previous=previous, run_id=chosen.run_id,
+                     period=(chosen.tags or {}).get("period"))
 
 
 @dataclass(frozen=True)

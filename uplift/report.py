@@ -1,14 +1,15 @@
 """The run report a retention team reviews: HTML and Markdown with PNG plots.
 
-:func:`write_report` writes into one folder ``report.html`` (self-contained apart from
-its PNGs: inline CSS, no JavaScript, no network resources), ``report.md`` (the same
-content as Markdown), one PNG per plot and ``deciles.csv`` (every candidate's
+:func:`write_report` writes into one folder ``report.html`` (self-contained: inline
+CSS, the plots embedded as data URIs, no JavaScript, no network resources), ``report.md``
+(the same content as Markdown), one PNG per plot and ``deciles.csv`` (every candidate's
 held-out decile table). Plots are drawn on matplotlib ``Figure`` objects with the Agg
 canvas, never through ``pyplot``, so no global backend or figure state changes.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import re
@@ -74,7 +75,16 @@ class _Section:
     blocks: list[_Block] = field(default_factory=list)
 
 
-def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Section]) -> str:
+def _data_uri(path: Path) -> str:
+    """A PNG as a ``data:`` URI, so the page needs no other file.
+
+    MLflow shows HTML artifacts in a sandboxed frame where relative paths do not resolve.
+    """
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Section],
+                 folder: Path) -> str:
     esc = html.escape
     out = ['<!DOCTYPE html>', '<html lang="en">', '<head>', '<meta charset="utf-8">',
            f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
@@ -99,7 +109,8 @@ def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Sectio
                 out.append("</table>")
             else:
                 out += ["<figure>", f"<h3>{esc(block.title)}</h3>",
-                        f'<img src="{esc(block.file, quote=True)}" alt="{esc(block.title)}">',
+                        f'<img src="{_data_uri(folder / block.file)}" '
+                        f'alt="{esc(block.title)}" data-file="{esc(block.file, quote=True)}">',
                         f"<figcaption>{esc(block.caption)}</figcaption>", "</figure>"]
         out.append("</section>")
     out += ["</body>", "</html>", ""]
@@ -478,5 +489,5 @@ def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: 
     deciles.to_csv(folder / "deciles.csv", index=False, lineterminator="\n")
     (folder / "report.md").write_text(_render_markdown(title, meta, sections), encoding="utf-8")
     path = folder / "report.html"
-    path.write_text(_render_html(title, meta, sections), encoding="utf-8")
+    path.write_text(_render_html(title, meta, sections, folder), encoding="utf-8")
     return path

@@ -172,37 +172,84 @@ def open_client(uri: str) -> Any:
     return client
 
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+"""The tag that opens an experiment in MLflow 3's UI on its training runs, not GenAI views."""
+
+
 def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
-    """The id of experiment ``name``, created (with the default artifact root) if missing."""
+    """The id of experiment ``name``, created (with the default artifact root) if missing.
+
+    It carries :data:`EXPERIMENT_KIND`, also when it was created without it.
+    """
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_root(uri))
-    except Exception:  # noqa: BLE001 - a concurrent run may have created it first
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_root(uri),
+                                            tags=EXPERIMENT_KIND)
+        except Exception:  # noqa: BLE001 - a concurrent run may have created it first
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    for key, value in EXPERIMENT_KIND.items():
+        if found.tags.get(key) != value:
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
 
 
-def flatten_params(cfg: ExperimentConfig) -> dict[str, str]:
-    """The config as MLflow params: dotted keys, values as text (lists/dicts as YAML-ish)."""
+def ui_address(client: Any, port: int, experiment: str | None = None) -> str:
+    """Where a user should land in the MLflow UI: an experiment's training runs.
+
+    The named experiment, else the only one of the store besides MLflow's ``Default``;
+    the UI's start page when there is no such single experiment. The experiment gets
+    :data:`EXPERIMENT_KIND` if it lacks it, so its page opens on the runs.
+    """
+    root = f"http://127.0.0.1:{port}/"
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        candidates = [found] if found is not None else []
+    else:
+        candidates = [e for e in client.search_experiments() if e.name != "Default"]
+    if len(candidates) != 1:
+        return root
+    found = candidates[0]
+    for key, value in EXPERIMENT_KIND.items():  # stores from before the tag existed
+        if found.tags.get(key) != value:
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return f"{root}#/experiments/{found.experiment_id}/runs"
+
+
+def flatten_params(cfg: ExperimentConfig, baseline_period: str | None = None
+                   ) -> dict[str, str]:
+    """What identifies a run, as MLflow params: the config's set values under dotted keys.
+
+    Unset and empty values are left out (the whole config is an artifact), the free-text
+    description too (it is the run's description); ``baseline_period`` is the one the run
+    compares with.
+    """
     out: dict[str, str] = {}
 
     def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             for key, item in value.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), item)
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             for i, item in enumerate(value):
                 label = item.get("name", i) if isinstance(item, dict) else i
                 walk(f"{prefix}.{label}", item)
-        else:
-            out[prefix] = "" if value is None else str(value)
+        elif value is not None and value != "" and value != []:
+            out[prefix] = str(value)
 
-    walk("", cfg.model_dump(mode="json", by_alias=True, exclude_none=False))
+    raw = cfg.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw.pop("description", None)
+    if baseline_period:
+        raw["baseline_period"] = baseline_period
+    walk("", raw)
     return {k: v[:6000] for k, v in out.items()}
+
+
+def readable(value: float) -> float:
+    """A metric rounded to 6 significant digits, as people read it in the UI."""
+    return float(f"{value:.6g}")
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -326,9 +373,10 @@ class RunRecorder:
     Obtained from :func:`start_run`; the pipeline says what to record, this says how.
     """
 
-    def __init__(self, run: Any, experiment_id: str):
+    def __init__(self, run: Any, experiment_id: str, uri: str):
         self.run = run
         self.experiment_id = experiment_id
+        self.uri = uri
 
     @property
     def run_id(self) -> str:
@@ -348,10 +396,16 @@ class RunRecorder:
         mlflow.log_params(dict(params))
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        """Log the finite ones of ``metrics`` (MLflow cannot store NaN)."""
+        """Log the finite ones of ``metrics`` (MLflow cannot store NaN), readably rounded."""
         import mlflow
 
-        mlflow.log_metrics(finite_metrics(metrics))
+        mlflow.log_metrics({k: readable(v) for k, v in finite_metrics(metrics).items()})
+
+    def set_description(self, text: str) -> None:
+        """The run's description, shown (as Markdown) on its page in the UI."""
+        import mlflow
+
+        mlflow.set_tag("mlflow.note.content", text)
 
     def log_dict(self, data: Mapping[str, Any], path: str) -> None:
         """Store ``data`` as a JSON artifact at ``path``."""
@@ -389,15 +443,36 @@ class RunRecorder:
             mlflow.log_input(dataset, context="training")
 
     def log_child(self, name: str, *, tags: Mapping[str, str], metrics: Mapping[str, float],
-                  tables: Mapping[str, pd.DataFrame] | None = None) -> None:
-        """One nested child run with its tags, finite metrics and tables (JSON artifacts)."""
-        import mlflow
+                  params: Mapping[str, Any] | None = None,
+                  tables: Mapping[str, pd.DataFrame] | None = None,
+                  started: float | None = None, seconds: float = 0.0) -> None:
+        """One nested child run: tags, params, finite metrics, tables (JSON artifacts).
 
-        with mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=True):
-            mlflow.set_tags(dict(tags))
-            mlflow.log_metrics(finite_metrics(metrics))
+        It spans ``started`` (seconds since the epoch) to ``started + seconds``, the time
+        its model took to fit, rather than the moment it was logged.
+        """
+        import time
+
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric, Param
+
+        client = MlflowClient(self.uri)
+        start_ms = int(1000 * (started if started is not None else time.time()))
+        child = client.create_run(self.experiment_id, start_time=start_ms, run_name=name,
+                                  tags={"mlflow.parentRunId": self.run_id, **tags})
+        run_id = child.info.run_id
+        try:
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, readable(v), start_ms, 0)
+                         for k, v in finite_metrics(metrics).items()],
+                params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()])
             for path, table in (tables or {}).items():
-                mlflow.log_table(table, path)
+                client.log_table(run_id, table, path)
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id, end_time=start_ms + int(1000 * seconds))
 
 
 @contextlib.contextmanager
@@ -411,7 +486,7 @@ def start_run(uri: str, experiment_id: str, run_name: str) -> Iterator[RunRecord
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         try:
-            yield RunRecorder(run, experiment_id)
+            yield RunRecorder(run, experiment_id, uri)
         except KeyboardInterrupt:
             mlflow.end_run(status="KILLED")
             raise

@@ -31,7 +31,7 @@ from .data import Dataset
 from .errors import ConfigError, Problem
 from .evaluation import CandidateResult, decile_table, select, split_holdout, uplift_scores
 from .formatting import Paragraph, Table, money, number, pp, render_markdown
-from .learners import fit_threads
+from .learners import fit_threads, learner_settings
 from .models import (
     ChurnRiskModel,
     EnsembleUpliftModel,
@@ -103,7 +103,8 @@ class TrainingResult:
             if selected:
                 highlight.append(i)
             rows.append([cand.label, *(number(m.get(f"qini_{a}")) for a in arms),
-                         number(cand.mean_score("auuc")), money(m.get("policy_value")),
+                         number(cand.mean_score("auuc")),
+                         money(m.get("policy_net_value_per_customer")),
                          pp(m.get("policy_churn_reduction")), f"{cand.fit_seconds:.1f}",
                          "selected" if selected else "ok"])
         return Table.build(header, rows, numeric=range(1, len(header) - 1),
@@ -212,32 +213,37 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     scored: dict[str, pd.DataFrame] = {}
 
     def score(name: str, model: UpliftModel | EnsembleUpliftModel, uplift: pd.DataFrame,
-              seconds: float, members: tuple[str, ...] = ()) -> None:
+              seconds: float, members: tuple[str, ...] = (), started: float | None = None,
+              settings: dict | None = None) -> None:
         policy, estimate = _holdout_policy(uplift, p_control, outcomes, dataset, cfg, test,
                                            values, shares, budget, capacity)
         metrics = uplift_scores(treatment[test], churned[test], uplift, cfg.control,
                                 cfg.arm_names)
-        metrics.update(policy_value=estimate.net_value_per_customer.value,
+        metrics.update(policy_net_value_per_customer=estimate.net_value_per_customer.value,
                        policy_churn_reduction=estimate.churn_reduction.value)
         deciles = decile_table(treatment[test], churned[test], uplift, cfg.control,
                                cfg.arm_names)
-        candidates.append(CandidateResult(name, metrics, deciles, seconds, members=members))
+        candidates.append(CandidateResult(name, metrics, deciles, seconds, members=members,
+                                          started=started, settings=settings or {}))
         fitted[name] = (model, policy, estimate)
         scored[name] = uplift
 
     for name, seed in learner_seeds.items():
         step(f"Fitting learner {name}")
-        start = time.perf_counter()
+        start, started = time.perf_counter(), time.time()
         model = _uplift_model(name, dataset, cfg, shares, seed, threads)
+        settings = learner_settings(name, cfg.model.base, cfg.model.params.get(name))
         try:
             model.fit(X_train, treatment[train], churned[train])
             fits[name] = time.perf_counter() - start
             uplift = model.predict(X_test)
         except LearnerError as exc:
-            candidates.append(CandidateResult(name, error=str(exc),
-                                              fit_seconds=time.perf_counter() - start))
+            candidates.append(CandidateResult(name, error=str(exc), started=started,
+                                              fit_seconds=time.perf_counter() - start,
+                                              settings=settings))
             continue
-        score(name, model, uplift, time.perf_counter() - start)
+        score(name, model, uplift, time.perf_counter() - start, started=started,
+              settings=settings)
 
     if not fitted:
         reasons = "; ".join(f"{c.learner}: {c.error}" for c in candidates)
@@ -246,7 +252,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         best = select(candidates, model_cfg.select_by, cfg.policy.objective, n=2)
         members = [fitted[name][0] for name in best]
         ensemble = EnsembleUpliftModel(members)
-        score(ENSEMBLE, ensemble, sum(scored[n] for n in best) / len(best), 0.0, tuple(best))
+        score(ENSEMBLE, ensemble, sum(scored[n] for n in best) / len(best), 0.0, tuple(best),
+              started=time.time(), settings={"members": " + ".join(best)})
     selected = select(candidates, model_cfg.select_by, cfg.policy.objective)[0]
     _, policy, estimate = fitted[selected]
     optimality_warning(policy.assignment, "the held-out policy")
