@@ -246,15 +246,21 @@ def test_promote_points_champion_at_a_version(registered: Registered) -> None:
     other_run = client.create_run(registered.experiment_id).info.run_id
     client.set_terminated(other_run)
     with global_store(registered.uri):
-        first = registry.register(client, registered.model_uri, name, registered.run_id)
+        first = registry.register(client, registered.model_uri, name, registered.run_id,
+                                  tags={"period": "2026-10"})
         second = registry.register(client, registered.model_uri, name, other_run,
                                    alias="other")
     assert (first, second) == ("1", "2")
+    moved = registry.promote(client, name)
+    assert moved.describe() == (f"registry-promote 'champion': no version -> version 1 "
+                                f"(period 2026-10, run {registered.run_id})")
 
     def champion() -> str:
         return str(client.get_model_version_by_alias(name, registry.CHAMPION).version)
 
-    assert registry.promote(client, name, version=second).version == second
+    moved = registry.promote(client, name, version=second)
+    assert moved.describe() == (f"registry-promote 'champion': version 1 -> version 2 "
+                                f"(run {other_run})")
     assert champion() == second
     assert registry.promote(client, name, run_id=registered.run_id).version == first
     assert champion() == first
