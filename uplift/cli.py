@@ -237,7 +237,7 @@ def validate(config: str) -> None:
         dataset, problems = collect_data_problems(cfg)
     if dataset is not None and cfg is not None:
         try:
-            analyze_dataset(dataset, cfg)  # the sample-ratio check
+            analyze_dataset(dataset, cfg, adjust=False)  # the sample-ratio check
         except DataError as exc:
             problems.extend(exc.problems)
     if problems or dataset is None:
