@@ -273,11 +273,12 @@ def _independent(matrix: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- linear
 
 
-def _lin_fit(y: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[float, float, int]:
-    """Lin's interacted OLS on one offer's rows: (coefficient of T, its HC2 error, columns).
+def _lin_fit(y: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Lin's interacted OLS on one offer's rows: (coefficient of T, its HC2 error, columns kept).
 
-    Interactions of covariates constant within a group (collinear with T) are left
-    out; the coefficient of T is then that of the remaining columns.
+    A covariate column collinear with the offer indicator and the columns before it
+    in these rows is left out, with its interaction; so is an interaction alone when
+    its covariate is constant within a group.
     """
     xc = x - x.mean(axis=0)
     design = np.column_stack([np.ones(len(y)), t, xc, t[:, None] * xc])
@@ -285,12 +286,16 @@ def _lin_fit(y: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[float, float,
     p = x.shape[1]
     keep[2 + p:] &= keep[2:2 + p]  # no interaction without its main effect
     fit = OLS(y, design[:, keep]).fit(cov_type="HC2")
-    return float(fit.params[1]), float(fit.bse[1]), int(keep[2:2 + p].sum())
+    return float(fit.params[1]), float(fit.bse[1]), keep[2:2 + p]
 
 
 def _fit_offer(y: np.ndarray, t: np.ndarray, x: np.ndarray, owners: list[str],
-               groups: tuple[str, str]) -> tuple[float, float, int, list[str]]:
-    """The linear estimate for one offer, keeping ``ROWS_PER_COLUMN`` customers per column."""
+               offer: str) -> tuple[float, float, int, list[str]]:
+    """The linear estimate for one offer, keeping ``ROWS_PER_COLUMN`` customers per column.
+
+    Returns the coefficient of T, its standard error, the covariate columns used and
+    notes on what was left out.
+    """
     notes: list[str] = []
     smallest = int(min(t.sum(), len(t) - t.sum()))
     budget = smallest // ROWS_PER_COLUMN
@@ -304,17 +309,24 @@ def _fit_offer(y: np.ndarray, t: np.ndarray, x: np.ndarray, owners: list[str],
             used += width
     left = [n for n in order if n not in chosen]
     if left:
-        notes.append(f"{groups[1]}: {smallest:,} customers in the smaller group allow "
-                     f"{budget} covariate columns ({ROWS_PER_COLUMN} customers each); "
-                     f"left out {', '.join(map(repr, left))}")
+        notes.append(f"{offer}: {smallest:,} customers in its smaller group allow {budget} "
+                     f"covariate columns ({ROWS_PER_COLUMN} customers each); left out "
+                     f"{', '.join(map(repr, left))}")
     while True:
         cols = np.array([o in chosen for o in owners], dtype=bool)
-        coef, se, width = _lin_fit(y, t, x[:, cols])
+        coef, se, kept = _lin_fit(y, t, x[:, cols])
         if np.isfinite(se) or not chosen:
-            return coef, se, width, notes
+            break
         dropped = chosen.pop()  # a customer alone on a column: HC2 is undefined
-        notes.append(f"{groups[1]}: covariate {dropped!r} left out (a customer with "
-                     "leverage 1 makes the robust standard error undefined)")
+        notes.append(f"{offer}: covariate {dropped!r} left out (a customer with leverage 1 "
+                     "makes the robust standard error undefined)")
+    names = [o for o, c in zip(owners, cols, strict=True) if c]
+    lost = list(dict.fromkeys(o for o, k in zip(names, kept, strict=True) if not k))
+    if lost:
+        notes.append(f"{offer}: {', '.join(map(repr, lost))} collinear with the offer or the "
+                     "covariates before it in the rows of this offer and the control (a "
+                     "column the offer changes?); left out")
+    return coef, se, int(kept.sum()), notes
 
 
 # --------------------------------------------------------------------------- model
@@ -527,7 +539,7 @@ def _linear_rows(frame: pd.DataFrame, labels: np.ndarray, y: np.ndarray, groups:
     for arm in groups[1:]:
         pair = (labels == control) | (labels == arm)
         t = (labels[pair] == arm).astype(float)
-        coef, se, width, said = _fit_offer(y[pair], t, x[pair], owners, (control, arm))
+        coef, se, width, said = _fit_offer(y[pair], t, x[pair], owners, arm)
         rows.append((-coef, se, int(pair.sum()), width))
         more += said
     _warn(more)

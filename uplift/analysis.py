@@ -130,28 +130,29 @@ class RctResult:
     def table(self) -> Table:
         """The readout as displayed everywhere: per group, the effect vs the control.
 
-        With an adjustment, its effect, interval, adjusted p-value and variance
-        reduction follow the plain ones in ``CUPED`` columns.
+        With an adjustment, each offer's row is followed by its covariate-adjusted
+        (``CUPED``) effect, interval and p-values in the same columns, and its variance
+        reduction in a last column.
         """
         level = f"{100 * (1 - self.alpha):g}%"
         c = self.control_stats
+        adj = self.adjusted
         name = self.control if self.control == "control" else f"{self.control} (control)"
         header = ["group", "customers", "churners", "churn rate", "churn reduction",
                   f"{level} CI", "p-value", f"adjusted p ({self.correction})"]
-        adj = self.adjusted
-        if adj is not None:
-            header += ["CUPED reduction", f"CUPED {level} CI", "CUPED adjusted p",
-                       "variance reduction"]
-        rows = [[name, f"{c.n:,}", f"{c.churners:,}", pct(c.churn_rate),
-                 *[""] * (len(header) - 4)]]
+        blank = [""] * (len(header) + (adj is not None) - 4)
+        rows = [[name, f"{c.n:,}", f"{c.churners:,}", pct(c.churn_rate), *blank]]
         for e in self.effects:
-            row = [e.arm, f"{e.n:,}", f"{e.churners:,}", pct(e.churn_rate), pp(e.ate),
-                   f"[{pp(e.ci_low)}, {pp(e.ci_high)}]", pval(e.pvalue), pval(e.pvalue_adj)]
+            rows.append([e.arm, f"{e.n:,}", f"{e.churners:,}", pct(e.churn_rate), pp(e.ate),
+                         f"[{pp(e.ci_low)}, {pp(e.ci_high)}]", pval(e.pvalue),
+                         pval(e.pvalue_adj), *([""] if adj is not None else [])])
             if adj is not None:
                 a = adj.effect(e.arm)
-                row += [pp(a.ate), f"[{pp(a.ci_low)}, {pp(a.ci_high)}]", pval(a.pvalue_adj),
-                        pct(a.variance_reduction)]
-            rows.append(row)
+                rows.append([f"{e.arm} (CUPED)", "", "", "", pp(a.ate),
+                             f"[{pp(a.ci_low)}, {pp(a.ci_high)}]", pval(a.pvalue),
+                             pval(a.pvalue_adj), pct(a.variance_reduction)])
+        if adj is not None:
+            header.append("variance reduction")
         return Table.build(header, rows, numeric=range(1, len(header)),
                            title=f"Churn by group, effect vs {self.control} "
                                  "(positive = fewer churn)")

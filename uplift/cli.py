@@ -277,7 +277,7 @@ def analyze(config: str, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(result.to_markdown())
     else:
-        _print_table(result.table(), result.paragraphs())
+        _print_table(result.table(), result.paragraphs(), width=140)
 
 
 # --------------------------------------------------------------------------- design
