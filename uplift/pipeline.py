@@ -49,6 +49,8 @@ class RunResult:
     report_path: Path
     baseline_source: str
     seconds: dict[str, float] = field(default_factory=dict)
+    rct: RctResult | None = None
+    """The readout, with its covariate-adjusted effects when there are some."""
 
     def to_frame(self) -> pd.DataFrame:
         """The logged metrics as a two-column table."""
@@ -74,7 +76,10 @@ def prepare_run(config_path: str | Path, period: str | None = None
 
 def collect_metrics(rct: RctResult, training: TrainingResult,
                     baseline: float | None) -> dict[str, float]:
-    """Every metric of SPEC section 4 for the run (baseline ones only when known)."""
+    """Every metric of SPEC section 4 for the run (baseline ones only when known).
+
+    The readout's covariate-adjusted metrics come with it, when it has them.
+    """
     metrics: dict[str, float] = dict(rct.metrics())
     metrics.update({k: v for k, v in training.chosen.metrics.items()
                     if k.startswith(("qini_", "auuc_"))})
@@ -153,8 +158,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
 
         start = time.perf_counter()
         step("Logging to MLflow")
-        spec_names = tracking.spec_metric_names(cfg.arm_names)
-        run.log_metrics({k: v for k, v in metrics.items() if k in spec_names})
+        logged = tracking.logged_metric_names(cfg.arm_names)
+        run.log_metrics({k: v for k, v in metrics.items() if k in logged})
         run.log_dict(tracking.finite_metrics(metrics), "metrics/all_metrics.json")
         _log_candidates(run, training, str(cfg.period))
         run.log_text(config_text, "config/experiment.yaml")
@@ -177,7 +182,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         period=str(cfg.period), selected_learner=training.selected,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
         report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
-        "report.html", baseline_source=baseline_source, seconds=seconds,
+        "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
     )
 
 
