@@ -17,7 +17,7 @@ from conftest import base_config, small_params
 from mlflow import MlflowClient
 
 from uplift.cli import cli
-from uplift.tracking import TAGS, open_client, spec_metric_names
+from uplift.tracking import TAGS, logged_metric_names, open_client, spec_metric_names
 
 
 def write_config(folder: Path, **changes: object) -> Path:
@@ -54,7 +54,9 @@ def test_run_logs_every_spec_name_child_runs_and_registers(
     assert set(TAGS) <= set(run.data.tags)
     assert run.data.tags["period"] == "2026-10"
     arms = ["discount_20", "free_upgrade", "webinar"]
-    assert set(run.data.metrics) == spec_metric_names(arms)
+    assert set(run.data.metrics) == logged_metric_names(arms)
+    assert spec_metric_names(arms) <= set(run.data.metrics)
+    assert run.data.metrics["variance_reduction_discount_20"] > 0.02  # simulated covariates
     children = client.search_runs([run.info.experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
     assert sorted(c.data.tags["learner"] for c in children) == ["ensemble", "s", "t"]
