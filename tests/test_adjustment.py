@@ -158,6 +158,15 @@ def test_rare_levels_join_the_reference_and_the_errors_stay_finite() -> None:
     assert all(np.isfinite(e.se) for e in result.effects)
 
 
+def test_a_text_column_unique_per_customer_is_left_out() -> None:
+    frame = hand_table()
+    frame["email"] = [f"c{i}@example.com" for i in range(len(frame))]
+    with pytest.warns(AdjustmentWarning, match="'email': no level besides"):
+        result = linear(frame, ["x1", "email"])
+    assert result.covariates == ("x1",)
+    assert_same_fit(result, frame, ["x1"])
+
+
 def test_few_customers_per_covariate_fall_back_to_the_first_covariates() -> None:
     rng = np.random.default_rng(5)
     n = 60

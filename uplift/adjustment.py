@@ -200,7 +200,7 @@ def _screen(frame: pd.DataFrame, categorical: set[str]) -> tuple[list[str], list
         series = frame[column]
         if series.isna().all():
             notes.append(f"covariate {column!r} is missing in every row; left out")
-        elif _labels(series).nunique() < 2:
+        elif series.nunique(dropna=False) < 2:
             notes.append(f"covariate {column!r} is constant; left out")
         else:
             kept.append(column)
@@ -229,12 +229,14 @@ def _linear_design(frame: pd.DataFrame, codes: np.ndarray, n_groups: int,
         series = frame[name]
         if _is_categorical(series, name in categorical):
             text = _labels(series)
-            counts = text.value_counts()
-            order = sorted(counts.index, key=lambda v: (-counts[v], v))
-            ok = [v for v in order[1:] if per_group((text == v).to_numpy()).min()
-                  >= MIN_LEVEL_ROWS][:MAX_LEVELS]
+            level_codes, levels = pd.factorize(text)
+            per_level = np.zeros((len(levels), n_groups), dtype=np.int64)
+            np.add.at(per_level, (level_codes, codes), 1)
+            counts, fewest = per_level.sum(axis=1), per_level.min(axis=1)
+            order = sorted(range(len(levels)), key=lambda i: (-counts[i], levels[i]))
+            ok = [levels[i] for i in order[1:] if fewest[i] >= MIN_LEVEL_ROWS][:MAX_LEVELS]
             if not ok:
-                notes.append(f"covariate {name!r}: no level besides {order[0]!r} has "
+                notes.append(f"covariate {name!r}: no level besides {levels[order[0]]!r} has "
                              f"{MIN_LEVEL_ROWS} customers in every group; left out")
             for level in ok:
                 columns.append((text == level).to_numpy(dtype=float))
