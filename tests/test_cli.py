@@ -20,7 +20,9 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
+from uplift.adjustment import adjusted_metric_names
 from uplift.cli import cli
+from uplift.design import solve_sample_size
 
 Setup = Callable[[Path], list[str]]
 
@@ -280,6 +282,38 @@ BAD_INPUTS: list[tuple[str, Setup, list[str]]] = [
         with_config(("analysis.mde", 0.5), command="design", extra=("--churn-rate", "0.3")),
         ["config.yaml: analysis.mde:"],
     ),
+    (
+        "cuped-covariate-not-a-column",
+        with_config(("analysis.cuped", {"covariates": ["nps", "tenure_month"]})),
+        ["customers.csv: column 'tenure_month': not found (analysis.cuped.covariates[1])",
+         "did you mean 'tenure_months'"],
+    ),
+    (
+        "cuped-exclude-outcome",
+        with_config(("analysis.cuped", {"exclude": ["churned"]})),
+        ["config.yaml: analysis.cuped.exclude[0]: 'churned' is the outcome column"],
+    ),
+    (
+        "cuped-method",
+        with_config(("analysis.cuped", {"method": "cubic"})),
+        ["config.yaml: analysis.cuped.method: must be one of 'linear' or 'model', got 'cubic'"],
+    ),
+    (
+        "design-variance-reduction",
+        with_config(command="design", extra=("--variance-reduction", "1.2")),
+        ["--variance-reduction: must be in [0, 1), got 1.2"],
+    ),
+    (
+        "design-from-run-and-reduction",
+        with_config(command="design", extra=("--from-run", "--variance-reduction", "0.2")),
+        ["--from-run: give --variance-reduction or --from-run, not both"],
+    ),
+    (
+        "design-from-run-no-store",
+        with_config(command="design",
+                    extra=("--from-run", "--tracking-uri", "sqlite:///nowhere.db")),
+        ["--from-run: no MLflow store at sqlite:///", "nowhere.db"],
+    ),
     ("unknown-option", with_config(extra=("--colour",)), ["--colour"]),
     ("unknown-command", args_only("analyse", "config.yaml"), ["analyse"]),
 ]
@@ -452,7 +486,7 @@ def test_analyze_json_equals_statsmodels(
     got = json.loads(result.stdout)
     arms = ["discount_20", "free_upgrade", "webinar"]
     want = independent_readout(table, arms, 0.1, correction, mapping["allocation"])
-    assert set(got) == set(want)
+    assert set(got) == set(want) | set(adjusted_metric_names(arms))
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=1e-9, rel=0), key
 
@@ -473,10 +507,9 @@ def test_analyze_json_on_simulated_data_equals_statsmodels(
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
     frame = pd.read_parquet("sim.parquet")
-    want = independent_readout(
-        frame, ["discount_20", "free_upgrade", "webinar"], 0.05, "holm", mapping["allocation"]
-    )
-    assert set(got) == set(want)
+    arms = ["discount_20", "free_upgrade", "webinar"]
+    want = independent_readout(frame, arms, 0.05, "holm", mapping["allocation"])
+    assert set(got) == set(want) | set(adjusted_metric_names(arms))
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=1e-9, rel=0), key
 
@@ -641,3 +674,62 @@ def test_no_arguments_prints_help() -> None:
     assert result.stdout.startswith("Usage: ")
     for command in ("analyze", "design", "simulate", "validate"):
         assert command in result.stdout
+
+
+def test_design_with_a_variance_reduction_keeps_the_plain_keys(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project.parent)
+    runner = CliRunner()
+    args = ["design", "config.yaml", "--churn-rate", "0.3", "--format", "json"]
+    plain = json.loads(runner.invoke(cli, args).stdout)
+    result = runner.invoke(cli, [*args, "--variance-reduction", "0.3"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert {k: got[k] for k in plain} == plain
+    assert set(got) - set(plain) == {"variance_reduction", "variance_reduction_source",
+                                     "n_per_group_cuped", "n_total_cuped"}
+    assert got["n_total_cuped"] / got["n_total"] == pytest.approx(0.7, abs=1e-3)
+    table = runner.invoke(cli, [*args[:-2], "--variance-reduction", "0.3"])
+    assert f"{got['n_total_cuped']:,} customers instead of {got['n_total']:,}" in " ".join(
+        table.stdout.split())
+    mde = json.loads(runner.invoke(cli, [*args, "--n", "20000", "--variance-reduction",
+                                         "0.3"]).stdout)
+    assert mde["mde_cuped"] < mde["mde"]
+
+
+def test_design_from_run_reads_the_last_runs_reductions(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    monkeypatch.chdir(project.parent)
+    uri = f"sqlite:///{project.parent / 'store.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("retention-test")
+    older = client.create_run(experiment, tags={"period": "2026-09"})
+    client.log_metric(older.info.run_id, "variance_reduction_discount_20", 0.9)
+    client.set_terminated(older.info.run_id)
+    latest = client.create_run(experiment, tags={"period": "2026-10"})
+    for arm, value in {"discount_20": 0.3, "free_upgrade": 0.1, "webinar": -0.01}.items():
+        client.log_metric(latest.info.run_id, f"variance_reduction_{arm}", value)
+    client.set_terminated(latest.info.run_id)
+    result = CliRunner().invoke(cli, ["design", "config.yaml", "--churn-rate", "0.3",
+                                      "--from-run", "--tracking-uri", uri, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["variance_reduction"] == {"discount_20": 0.3, "free_upgrade": 0.1, "webinar": 0.0}
+    assert got["variance_reduction_source"] == f"run {latest.info.run_id} (2026-10)"
+    expected = solve_sample_size(0.3, 0.02, control="control", arms=list(got["n_per_group"])[1:],
+                                 allocation=base_config()["allocation"],
+                                 variance_reduction=got["variance_reduction"])
+    assert got["n_total_cuped"] == expected.adjusted_n_total == got["n_total"]  # webinar: none
+    empty = client.create_experiment("no-metrics")
+    run = client.create_run(empty)
+    client.set_terminated(run.info.run_id)
+    mapping = set_key(base_config(), "name", "no-metrics")
+    project.write_text(yaml.safe_dump(mapping))
+    bad = CliRunner().invoke(cli, ["design", "config.yaml", "--from-run", "--tracking-uri", uri])
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith(f"Error: --from-run: run {run.info.run_id} logged no "
+                                 "variance_reduction_<arm>")

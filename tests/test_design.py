@@ -242,3 +242,87 @@ def test_sample_size_value_errors(args: dict, match: str) -> None:
 def test_mde_value_errors(n_total: float, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         solve_mde(n_total, 0.3, control="control", arms=["a", "b"])
+
+
+# --------------------------------------------------------------------------- variance reduction
+
+
+def closed_form_n_arm_scaled(p_c: float, mde: float, r: float, alpha: float, power: float,
+                             scale: float) -> float:
+    """The textbook formula with both variances multiplied by ``scale`` = 1 - R."""
+    p_a = p_c - mde
+    pbar = (p_a + r * p_c) / (1 + r)
+    z_a, z_b = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
+    v0 = scale * pbar * (1 - pbar) * (1 + 1 / r)
+    v1 = scale * (p_a * (1 - p_a) + p_c * (1 - p_c) / r)
+    return (z_a * math.sqrt(v0) + z_b * math.sqrt(v1)) ** 2 / mde**2
+
+
+@pytest.mark.parametrize(("rate", "mde"), GRID[::3])
+@pytest.mark.parametrize("reduction", [0.1, 0.3, 0.5])
+@pytest.mark.parametrize("kind", ["equal", "uneven"])
+def test_variance_reduction_matches_the_scaled_closed_form(rate: float, mde: float,
+                                                           reduction: float, kind: str) -> None:
+    k = 3
+    alloc = allocations(k)[kind]
+    shares = shares_of(k, alloc)
+    res = solve_sample_size(rate, mde, control="control", arms=ARM_NAMES[:k], allocation=alloc,
+                            variance_reduction=reduction)
+    plain = solve_sample_size(rate, mde, control="control", arms=ARM_NAMES[:k], allocation=alloc)
+    assert res.n_per_group == plain.n_per_group  # the plain design is unchanged
+    n_star = max(closed_form_n_arm_scaled(rate, mde, shares["control"] / s, 0.05 / k, 0.8,
+                                          1 - reduction) / s
+                 for g, s in shares.items() if g != "control")
+    assert res.adjusted_n_per_group is not None
+    for g, s in shares.items():
+        assert res.adjusted_n_per_group[g] == math.ceil(n_star * s - 1e-9)
+    assert res.adjusted_n_total == sum(res.adjusted_n_per_group.values())
+    # "about R fewer customers": exact but for rounding each group up
+    assert res.adjusted_n_total / res.n_total == pytest.approx(1 - reduction, abs=8 / res.n_total)
+
+
+def test_per_arm_reductions_need_the_arm_that_gains_least() -> None:
+    arms = ["a", "b"]
+    res = solve_sample_size(0.3, 0.03, control="control", arms=arms,
+                            variance_reduction={"a": 0.4, "b": 0.1})
+    both_small = solve_sample_size(0.3, 0.03, control="control", arms=arms,
+                                   variance_reduction=0.1)
+    assert res.adjusted_n_total == both_small.adjusted_n_total
+    assert res.variance_reduction == {"a": 0.4, "b": 0.1}
+
+
+@pytest.mark.parametrize("reduction", [0.2, 0.3])
+def test_mde_with_a_variance_reduction_has_the_power(reduction: float) -> None:
+    """At the adjusted MDE the hand power, standard errors scaled by sqrt(1 - R), is 0.8."""
+    n_total, rate = 20_000, 0.3
+    res = solve_mde(n_total, rate, control="control", arms=["a", "b"],
+                    variance_reduction=reduction)
+    m, n_g = res.adjusted_mde, n_total / 3
+    assert m is not None
+    assert m < res.mde
+    p_a = rate - m
+    se0 = math.sqrt((1 - reduction) * (p_a + rate) / 2 * (1 - (p_a + rate) / 2) * 2 / n_g)
+    se1 = math.sqrt((1 - reduction) * (p_a * (1 - p_a) + rate * (1 - rate)) / n_g)
+    power = stats.norm.cdf((m - stats.norm.ppf(1 - 0.025 / 2) * se0) / se1)
+    assert power == pytest.approx(0.8, abs=1e-6)
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    (1.0, r"variance_reduction must be in \[0, 1\), got 1.0"),
+    (-0.1, r"variance_reduction must be in \[0, 1\)"),
+    ({"a": 0.2}, "variance_reduction has no value for arm 'b'"),
+    ({"a": 0.2, "b": 2}, "got 2 for arm 'b'"),
+])
+def test_variance_reduction_errors(value: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        solve_sample_size(0.3, 0.02, control="control", arms=["a", "b"],
+                          variance_reduction=value)
+
+
+def test_design_views_show_both_designs() -> None:
+    res = solve_sample_size(0.3, 0.03, control="control", arms=["a"], variance_reduction=0.3)
+    assert list(res.to_frame()["n_cuped"]) == list(res.adjusted_n_per_group.values())
+    table = res.table()
+    assert "customers with CUPED" in table.header
+    assert table.rows[-1][3] == f"{res.adjusted_n_total:,}"
+    assert f"{res.adjusted_n_total:,} customers instead of {res.n_total:,}" in res.to_markdown()

@@ -18,7 +18,7 @@ from conftest import base_config, small_params
 from mlflow import MlflowClient
 
 from uplift.cli import cli
-from uplift.tracking import TAGS, open_client, spec_metric_names
+from uplift.tracking import TAGS, logged_metric_names, open_client, spec_metric_names
 
 
 def write_config(folder: Path, **changes: object) -> Path:
@@ -44,8 +44,11 @@ def test_run_logs_every_spec_name_child_runs_and_registers(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     write_config(tmp_path)
-    result = CliRunner().invoke(cli, ["run", "config.yaml", "--quiet"])
+    result = CliRunner().invoke(cli, ["run", "config.yaml"])
     assert result.exit_code == 0, (result.output, result.exception)
+    summary = [line for line in result.stdout.splitlines() if "Covariate-adjusted" in line]
+    assert len(summary) == 1
+    assert summary[0].startswith("Covariate-adjusted effects (linear): discount_20 ")
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("run_id: ")
     run_id = last.removeprefix("run_id: ")
@@ -56,7 +59,9 @@ def test_run_logs_every_spec_name_child_runs_and_registers(
     assert set(TAGS) <= set(run.data.tags)
     assert run.data.tags["period"] == "2026-10"
     arms = ["discount_20", "free_upgrade", "webinar"]
-    assert set(run.data.metrics) == spec_metric_names(arms)
+    assert set(run.data.metrics) == logged_metric_names(arms)
+    assert spec_metric_names(arms) <= set(run.data.metrics)
+    assert run.data.metrics["variance_reduction_discount_20"] > 0.02  # simulated covariates
     children = client.search_runs([run.info.experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
     assert sorted(c.data.tags["learner"] for c in children) == ["ensemble", "s", "t"]
@@ -293,3 +298,9 @@ def test_a_notebook_run_can_keep_the_report_elsewhere_or_only_in_mlflow(
     again = run_experiment(config, tracking_uri=uri, period="2026-11", reports=None)
     assert str(again.report_path) == f"runs:/{again.run_id}/report/report.html"
     assert not (tmp_path / "reports").exists()
+    adjusted = again.rct.adjusted
+    assert adjusted is not None
+    assert {k: again.metrics[k] for k in adjusted.metrics()} == adjusted.metrics()
+    client = open_client(uri)
+    logged = client.get_run(again.run_id).data.metrics
+    assert logged["ate_webinar_cuped"] == pytest.approx(again.metrics["ate_webinar_cuped"])

@@ -127,6 +127,21 @@ def test_html_has_the_sections_arms_and_is_self_contained(built: Built) -> None:
     assert f"{100 * (0.31 - policy):+.2f} pp" in html_text  # churn reduction vs baseline
 
 
+def test_the_readout_shows_the_adjusted_effects_beside_the_plain_ones(built: Built) -> None:
+    html_text = built.html_path.read_text()
+    adjusted = built.rct.adjusted
+    assert adjusted is not None  # the simulated table has features: on by default
+    for arm in built.cfg.arm_names:
+        a, plain = adjusted.effect(arm), next(e for e in built.rct.effects if e.arm == arm)
+        row = re.search(rf"<tr><td>{re.escape(arm)} \(CUPED\)</td>(.*?)</tr>", html_text)
+        assert row is not None, arm
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(1))
+        assert cells[3] == f"{100 * a.ate:+.2f} pp"
+        assert cells[-1] == f"{100 * a.variance_reduction:.2f}%"
+        assert f"{100 * plain.ate:+.2f} pp" in html_text
+    assert "adjusted for pre-treatment covariates (CUPED, linear)" in html_text
+
+
 def test_markdown_has_the_same_sections_and_images(built: Built) -> None:
     markdown = (built.folder / "report.md").read_text()
     for heading in SECTIONS:

@@ -11,6 +11,7 @@ from uplift.tracking import (
     DEFAULT_TRACKING_URI,
     finite_metrics,
     flatten_params,
+    logged_metric_names,
     resolve_tracking_uri,
     spec_metric_names,
 )
@@ -43,6 +44,15 @@ def test_spec_metric_names_for_two_arms() -> None:
              "churn_reduction_vs_baseline"}
     assert names == fixed | {p.format(a) for p in per_arm for a in ("discount_20", "webinar")}
     assert "srm_pvalue" not in spec_metric_names(["a"], allocation=False)
+
+
+def test_a_run_logs_the_spec_names_and_the_adjusted_ones() -> None:
+    arms = ["discount_20", "webinar"]
+    adjusted = {f"ate_{a}_cuped{s}" for a in arms
+                for s in ("", "_ci_low", "_ci_high", "_pvalue", "_pvalue_adj")}
+    adjusted |= {f"variance_reduction_{a}" for a in arms}
+    assert logged_metric_names(arms) == spec_metric_names(arms) | adjusted
+    assert not adjusted & spec_metric_names(arms)
 
 
 def test_flatten_params_and_finite_metrics() -> None:

@@ -8,7 +8,8 @@ The public API, for notebooks and scripts (the ``uplift`` CLI is a thin layer ov
     readout = analyze_dataset(load_dataset(cfg), cfg)
     readout.to_frame()
 
-Submodules: ``config``, ``data``, ``tables``, ``simulate``, ``analysis``, ``design``,
+Submodules: ``config``, ``data``, ``tables``, ``simulate``, ``analysis``, ``adjustment``,
+``design``,
 ``learners``, ``models``, ``evaluation``, ``training``, ``policy``, ``optimize``,
 ``offpolicy``.
 """
@@ -28,6 +29,8 @@ _EXPORTS = {
     "simulate_customers": "simulate",
     "analyze_rct": "analysis",
     "analyze_dataset": "analysis",
+    "adjust_effects": "adjustment",
+    "adjust_dataset": "adjustment",
     "solve_sample_size": "design",
     "solve_mde": "design",
     "UpliftModel": "models",

@@ -4,14 +4,15 @@ Per group: customers and churn rate. Per offer arm, against the control: the chu
 reduction ``ate = churn_rate_control - churn_rate_arm`` (positive = the offer keeps
 customers), its Newcombe score interval, a two-sided pooled z-test p-value and that
 p-value adjusted over the arms. When planned shares are given, a chi-square test for
-sample-ratio mismatch (SRM) of the group counts.
+sample-ratio mismatch (SRM) of the group counts. With ``analysis.cuped`` the readout
+also carries each effect adjusted for pre-treatment covariates (``adjustment.py``).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
+from .adjustment import AdjustedResult, adjust_dataset
 from .config import CORRECTIONS, Correction, ExperimentConfig, check_allocation
 from .data import Dataset
 from .errors import DataError, Problem, UpliftWarning
@@ -69,7 +71,7 @@ _FRAME_COLUMNS = ("group", *(f.name for f in fields(ArmEffect) if f.name != "arm
 
 @dataclass(frozen=True)
 class RctResult:
-    """The RCT readout: control stats, one effect per arm, SRM test."""
+    """The RCT readout: control stats, one effect per arm, SRM test, adjusted effects."""
 
     control: str
     control_stats: GroupStats
@@ -80,15 +82,18 @@ class RctResult:
     srm_detected: bool
     alpha: float
     correction: str
+    adjusted: AdjustedResult | None = None
+    """The covariate-adjusted effects (``analysis.cuped``), when there were covariates."""
 
     def metrics(self) -> dict[str, float]:
-        """The SPEC section 4 metrics; ``control`` in the names is the literal word.
+        """The SPEC section 4 metrics, then the adjusted ones; ``control`` is the literal word.
 
         Returns:
             ``n_customers``, ``n_control``, ``n_<arm>``, ``churn_rate_control``,
             ``churn_rate_<arm>``, ``ate_<arm>`` with ``_ci_low``, ``_ci_high``,
             ``_pvalue``, ``_pvalue_adj``, ``srm_pvalue`` (only when an allocation was
-            given) and ``churn_rate_observed``.
+            given) and ``churn_rate_observed``; with an adjustment also
+            ``ate_<arm>_cuped`` (with the same suffixes) and ``variance_reduction_<arm>``.
         """
         out: dict[str, float] = {
             "n_customers": self.n_customers,
@@ -106,6 +111,8 @@ class RctResult:
         if self.srm_pvalue is not None:
             out["srm_pvalue"] = float(self.srm_pvalue)
         out["churn_rate_observed"] = float(self.churn_rate_observed)
+        if self.adjusted is not None:
+            out.update(self.adjusted.metrics())
         return out
 
     def to_frame(self) -> pd.DataFrame:
@@ -121,18 +128,34 @@ class RctResult:
         return frame.astype({"n": "int64", "churners": "int64"})
 
     def table(self) -> Table:
-        """The readout as displayed everywhere: per group, the effect vs the control."""
+        """The readout as displayed everywhere: per group, the effect vs the control.
+
+        With an adjustment, each offer's row is followed by its covariate-adjusted
+        (``CUPED``) effect, interval and p-values in the same columns, and its variance
+        reduction in a last column.
+        """
         level = f"{100 * (1 - self.alpha):g}%"
         c = self.control_stats
+        adj = self.adjusted
         name = self.control if self.control == "control" else f"{self.control} (control)"
-        rows = [[name, f"{c.n:,}", f"{c.churners:,}", pct(c.churn_rate), "", "", "", ""]]
-        rows += [[e.arm, f"{e.n:,}", f"{e.churners:,}", pct(e.churn_rate), pp(e.ate),
-                  f"[{pp(e.ci_low)}, {pp(e.ci_high)}]", pval(e.pvalue), pval(e.pvalue_adj)]
-                 for e in self.effects]
-        return Table.build(
-            ["group", "customers", "churners", "churn rate", "churn reduction", f"{level} CI",
-             "p-value", f"adjusted p ({self.correction})"], rows, numeric=range(1, 8),
-            title=f"Churn by group, effect vs {self.control} (positive = fewer churn)")
+        header = ["group", "customers", "churners", "churn rate", "churn reduction",
+                  f"{level} CI", "p-value", f"adjusted p ({self.correction})"]
+        blank = [""] * (len(header) + (adj is not None) - 4)
+        rows = [[name, f"{c.n:,}", f"{c.churners:,}", pct(c.churn_rate), *blank]]
+        for e in self.effects:
+            rows.append([e.arm, f"{e.n:,}", f"{e.churners:,}", pct(e.churn_rate), pp(e.ate),
+                         f"[{pp(e.ci_low)}, {pp(e.ci_high)}]", pval(e.pvalue),
+                         pval(e.pvalue_adj), *([""] if adj is not None else [])])
+            if adj is not None:
+                a = adj.effect(e.arm)
+                rows.append([f"{e.arm} (CUPED)", "", "", "", pp(a.ate),
+                             f"[{pp(a.ci_low)}, {pp(a.ci_high)}]", pval(a.pvalue),
+                             pval(a.pvalue_adj), pct(a.variance_reduction)])
+        if adj is not None:
+            header.append("variance reduction")
+        return Table.build(header, rows, numeric=range(1, len(header)),
+                           title=f"Churn by group, effect vs {self.control} "
+                                 "(positive = fewer churn)")
 
     def paragraphs(self) -> list[Paragraph]:
         """What the table means, and the sample-ratio check."""
@@ -151,7 +174,13 @@ class RctResult:
         else:
             out.append(Paragraph(f"SRM check: OK (chi-square p = {pval(self.srm_pvalue)}); "
                                  "the group sizes match the planned allocation."))
+        if self.adjusted is not None:
+            out += self.adjusted.paragraphs()
         return out
+
+    def adjusted_summary(self) -> str | None:
+        """One line: each offer's adjusted effect beside the plain one (None without one)."""
+        return None if self.adjusted is None else self.adjusted.summary()
 
     def to_markdown(self) -> str:
         """The readout table and its notes in Markdown."""
@@ -319,17 +348,14 @@ def _check_options(groups: list[str], alpha: float, correction: str, srm_thresho
         raise ValueError(f"srm_threshold must be strictly between 0 and 1, got {srm_threshold}")
 
 
-
-
-
-
-
-
-def analyze_dataset(dataset: Dataset, cfg: ExperimentConfig) -> RctResult:
+def analyze_dataset(dataset: Dataset, cfg: ExperimentConfig, *, adjust: bool = True
+                    ) -> RctResult:
     """The readout of a loaded dataset with the config's analysis settings.
 
     With ``analysis.on_srm: fail`` a sample-ratio mismatch raises a ``DataError``
     naming the data file and the treatment column; with ``warn`` it is a warning.
+    With ``adjust`` (and ``analysis.cuped.enabled``) the covariate-adjusted effects
+    are added (``RctResult.adjusted``); ``uplift validate`` skips them.
     """
     settings = cfg.analysis
     with warnings.catch_warnings():
@@ -356,4 +382,6 @@ def analyze_dataset(dataset: Dataset, cfg: ExperimentConfig) -> RctResult:
             f"{result.srm_pvalue or 0:.3g} < analysis.srm_threshold {settings.srm_threshold:g}; "
             f"{shares}); analysis.on_srm is 'fail'",
         ))
+    if adjust:
+        result = replace(result, adjusted=adjust_dataset(dataset, cfg))
     return result

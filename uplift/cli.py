@@ -160,6 +160,9 @@ def cli() -> None:
 
 
 CONFIG_ARG = click.argument("config", type=click.Path(dir_okay=False))
+TRACKING_OPTION = click.option("--tracking-uri", default=None,
+                               help="MLflow store (default: env MLFLOW_TRACKING_URI, "
+                                    "tracking.uri, else sqlite:///mlruns/mlflow.db).")
 
 
 # --------------------------------------------------------------------------- simulate
@@ -237,7 +240,7 @@ def validate(config: str) -> None:
         dataset, problems = collect_data_problems(cfg)
     if dataset is not None and cfg is not None:
         try:
-            analyze_dataset(dataset, cfg)  # the sample-ratio check
+            analyze_dataset(dataset, cfg, adjust=False)  # the sample-ratio check
         except DataError as exc:
             problems.extend(exc.problems)
     if problems or dataset is None:
@@ -277,7 +280,7 @@ def analyze(config: str, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(result.to_markdown())
     else:
-        _print_table(result.table(), result.paragraphs())
+        _print_table(result.table(), result.paragraphs(), width=140)
 
 
 # --------------------------------------------------------------------------- design
@@ -289,10 +292,19 @@ def analyze(config: str, fmt: str) -> None:
               help="Total customers available: report the reachable MDE instead.")
 @click.option("--churn-rate", type=float, default=None,
               help="Control churn rate to plan for (default: baseline.churn_rate, else the data).")
+@click.option("--variance-reduction", type=float, default=None,
+              help="Share of the variance a covariate-adjusted readout removes, in [0, 1): "
+                   "also print the design with it.")
+@click.option("--from-run", is_flag=True,
+              help="Take each offer's variance reduction from the last finished run of the "
+                   "experiment.")
+@TRACKING_OPTION
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]),
               default="table", show_default=True, help="Output format.")
 @_common_options
-def design(config: str, n_total: int | None, churn_rate: float | None, fmt: str) -> None:
+def design(config: str, n_total: int | None, churn_rate: float | None,
+           variance_reduction: float | None, from_run: bool, tracking_uri: str | None,
+           fmt: str) -> None:
     """Power analysis: customers per group to detect analysis.mde, or the MDE for --n."""
     from .config import load_config
     from .design import solve_mde, solve_sample_size
@@ -301,11 +313,23 @@ def design(config: str, n_total: int | None, churn_rate: float | None, fmt: str)
         raise ArgumentError(Problem(None, "--n", f"must be at least 2, got {n_total}"))
     if churn_rate is not None and not 0 < churn_rate < 1:
         raise ArgumentError(Problem(None, "--churn-rate", f"must be in (0, 1), got {churn_rate}"))
+    if variance_reduction is not None and not 0 <= variance_reduction < 1:
+        raise ArgumentError(Problem(None, "--variance-reduction",
+                                    f"must be in [0, 1), got {variance_reduction}"))
+    if variance_reduction is not None and from_run:
+        raise ArgumentError(Problem(None, "--from-run",
+                                    "give --variance-reduction or --from-run, not both"))
     cfg = load_config(config)
+    reduction: float | dict[str, float] | None = variance_reduction
+    reduction_source = "--variance-reduction"
+    notes: list[Paragraph] = []
+    if from_run:
+        reduction, reduction_source, notes = _measured_reductions(cfg, tracking_uri)
     rate, source = _control_rate(cfg, churn_rate)
     a = cfg.analysis
     common = {"control": cfg.control, "arms": cfg.arm_names, "allocation": cfg.allocation,
-              "alpha": a.alpha, "power": a.power, "correction": a.correction}
+              "alpha": a.alpha, "power": a.power, "correction": a.correction,
+              "variance_reduction": reduction}
     try:
         if n_total is None:
             result = solve_sample_size(rate, a.mde, **common)
@@ -321,12 +345,57 @@ def design(config: str, n_total: int | None, churn_rate: float | None, fmt: str)
                    "alpha_per_test": result.alpha_per_test, "power": result.power,
                    "correction": result.correction, "n_per_group": result.n_per_group,
                    "n_total": result.n_total}
+        if result.variance_reduction is not None:
+            payload.update(variance_reduction=result.variance_reduction,
+                           variance_reduction_source=reduction_source)
+            if result.adjusted_n_per_group is not None:
+                payload.update(n_per_group_cuped=result.adjusted_n_per_group,
+                               n_total_cuped=result.adjusted_n_total)
+            else:
+                payload["mde_cuped"] = result.adjusted_mde
         click.echo(json.dumps(payload, indent=2))
     elif fmt == "markdown":
         click.echo(result.to_markdown())
     else:
-        _print_table(result.table(), [Paragraph(f"Control churn rate from {source}."),
-                                      *result.paragraphs()])
+        notes.insert(0, Paragraph(f"Control churn rate from {source}."))
+        if result.variance_reduction is not None:
+            notes.insert(1, Paragraph(f"Variance reduction from {reduction_source}."))
+        _print_table(result.table(), [*notes, *result.paragraphs()])
+
+
+def _measured_reductions(cfg: Any, tracking_uri: str | None
+                         ) -> tuple[dict[str, float], str, list[Paragraph]]:
+    """Each offer's variance reduction measured by the experiment's last finished run."""
+    from .tracking import latest_variance_reductions, open_client, resolve_tracking_uri
+
+    _quiet_mlflow()
+    uri = resolve_tracking_uri(tracking_uri, cfg)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ArgumentError(Problem(None, "--from-run", f"no MLflow store at {uri} (no run yet)"))
+    client = open_client(uri)
+    found = client.get_experiment_by_name(cfg.name)
+    if found is None:
+        raise ArgumentError(Problem(None, "--from-run", f"no experiment {cfg.name!r} in {uri}"))
+    try:
+        measured, run_id, period = latest_variance_reductions(client, found.experiment_id,
+                                                              cfg.arm_names)
+    except LookupError:
+        raise ArgumentError(Problem(None, "--from-run", (
+            f"experiment {cfg.name!r} has no finished run in {uri}"))) from None
+    if not measured:
+        raise ArgumentError(Problem(None, "--from-run", (
+            f"run {run_id} logged no variance_reduction_<arm> metric (was "
+            "analysis.cuped disabled, or the table without covariates?)")))
+    notes = []
+    missing = [arm for arm in cfg.arm_names if arm not in measured]
+    if missing:
+        notes.append(Paragraph(f"No variance reduction measured for {', '.join(missing)}: "
+                               "planned without one.", "note"))
+    if any(v < 0 for v in measured.values()):
+        notes.append(Paragraph("A negative measured reduction (the adjustment did not help) "
+                               "counts as none.", "note"))
+    reduction = {arm: max(0.0, min(measured.get(arm, 0.0), 0.99)) for arm in cfg.arm_names}
+    return reduction, f"run {run_id}" + (f" ({period})" if period else ""), notes
 
 
 def _control_rate(cfg: Any, override: float | None) -> tuple[float, str]:
@@ -343,11 +412,6 @@ def _control_rate(cfg: Any, override: float | None) -> tuple[float, str]:
 
 
 # --------------------------------------------------------------------------- run
-
-
-TRACKING_OPTION = click.option("--tracking-uri", default=None,
-                               help="MLflow store (default: env MLFLOW_TRACKING_URI, "
-                                    "tracking.uri, else sqlite:///mlruns/mlflow.db).")
 
 
 @cli.command()

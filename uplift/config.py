@@ -34,8 +34,10 @@ from .errors import ConfigError, Problem, did_you_mean
 ArmKind = Literal["discount", "free_upgrade", "webinar", "other"]
 LearnerName = Literal["s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"]
 Correction = Literal["holm", "bonferroni", "fdr_bh", "none"]
+CupedMethod = Literal["linear", "model"]
 LEARNERS: tuple[str, ...] = typing.get_args(LearnerName)
 CORRECTIONS: tuple[str, ...] = typing.get_args(Correction)
+CUPED_METHODS: tuple[str, ...] = typing.get_args(CupedMethod)
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 _PERIOD_RE = re.compile(r"^(\d{4})-(\d{2})$")
 # n_control, n_customers, churn_rate_observed are fixed metric names.
@@ -170,6 +172,18 @@ class PolicyConfig(_Model):
     holdout: float = Field(default=0.05, ge=0, lt=1)
 
 
+class CupedConfig(_Model):
+    """The covariate-adjusted readout: which pre-treatment columns, and how they are used."""
+
+    enabled: bool = True
+    method: CupedMethod = "linear"
+    covariates: Literal["auto"] | list[str] = "auto"
+    exclude: list[str] = Field(default_factory=list)
+    folds: int = Field(default=5, ge=2, le=20)
+    params: dict[str, int | float | bool | str] = Field(default_factory=dict)
+    """LightGBM settings of the ``model`` method's churn model."""
+
+
 class AnalysisConfig(_Model):
     """Statistics of the RCT readout and of the power analysis."""
 
@@ -179,6 +193,7 @@ class AnalysisConfig(_Model):
     mde: float = Field(default=0.02, gt=0, lt=1)
     srm_threshold: float = Field(default=0.001, gt=0, lt=1)
     on_srm: Literal["warn", "fail"] = "warn"
+    cuped: CupedConfig = CupedConfig()
 
 
 class BaselineConfig(_Model):
@@ -401,6 +416,8 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Proble
         for key, message in allocation_problems(cfg.allocation, cfg.groups):
             add(f"allocation.{key}" if key else "allocation", message)
 
+    out.extend(_cuped_problems(cfg, source))
+
     for key in cfg.policy.capacity:
         if key not in names:
             add(f"policy.capacity.{key}", f"not an offer{did_you_mean(key, names)}")
@@ -413,6 +430,30 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Proble
         if key not in (*cfg.model.learners, "churn_risk"):
             add(f"model.params.{key}", "not one of model.learners or churn_risk"
                 f"{did_you_mean(key, [*cfg.model.learners, 'churn_risk'])}")
+    return out
+
+
+def _cuped_problems(cfg: ExperimentConfig, source: str | None) -> list[Problem]:
+    """Covariates may never be the id, the group or the outcome, nor be listed twice."""
+    out: list[Problem] = []
+    data, cuped = cfg.data, cfg.analysis.cuped
+    roles = {data.id: "id", data.treatment: "treatment", data.outcome: "outcome"}
+    roles.pop(None, None)
+    for i, column in enumerate(cuped.exclude):
+        if column in roles:
+            out.append(Problem(source, f"analysis.cuped.exclude[{i}]", (
+                f"{column!r} is the {roles[column]} column, which is never a covariate; "
+                "remove it from the list")))
+    if isinstance(cuped.covariates, list):
+        for i, column in enumerate(cuped.covariates):
+            where = f"analysis.cuped.covariates[{i}]"
+            if column in roles:
+                out.append(Problem(source, where, (
+                    f"{column!r} is the {roles[column]} column; an adjustment never uses it")))
+            elif column in cuped.exclude:
+                out.append(Problem(source, where, f"{column!r} is also in analysis.cuped.exclude"))
+            elif cuped.covariates.index(column) != i:
+                out.append(Problem(source, where, f"{column!r} is listed twice"))
     return out
 
 

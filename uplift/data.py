@@ -152,6 +152,14 @@ def check_frame(
         if column not in columns:
             add(f"column {column!r}",
                 f"not found (data.categorical[{i}]){did_you_mean(column, columns)}")
+    cuped = cfg.analysis.cuped
+    if cuped.enabled:
+        listed = cuped.covariates if isinstance(cuped.covariates, list) else []
+        for key, names in (("covariates", listed), ("exclude", cuped.exclude)):
+            for i, column in enumerate(names):
+                if column not in columns:
+                    add(f"column {column!r}", f"not found (analysis.cuped.{key}[{i}])"
+                        f"{did_you_mean(column, columns)}")
     for arm in cfg.arms:
         for column, rule in (arm.eligible or {}).items():
             if column not in columns:

@@ -51,6 +51,8 @@ class RunResult:
     report_path: Path
     baseline_source: str
     seconds: dict[str, float] = field(default_factory=dict)
+    rct: RctResult | None = None
+    """The readout, with its covariate-adjusted effects when there are some."""
 
     def to_frame(self) -> pd.DataFrame:
         """The logged metrics as a two-column table."""
@@ -59,8 +61,10 @@ class RunResult:
     def summary_lines(self) -> list[str]:
         """What the run found, for people: the period, the model, the policy, the baseline."""
         m = self.metrics
+        adjusted = self.rct.adjusted_summary() if self.rct is not None else None
         lines = [f"Period {self.period}: {int(m['n_customers']):,} customers, observed churn "
                  f"{pct(m['churn_rate_observed'])}",
+                 *([adjusted] if adjusted else []),
                  f"Selected learner: {self.selected_learner}; registered {self.model_name} "
                  f"version {self.model_version} as 'candidate'",
                  *outcome_lines(self.metrics, self.baseline_source),
@@ -120,7 +124,10 @@ def prepare_run(config_path: str | Path, period: str | None = None
 
 def collect_metrics(rct: RctResult, training: TrainingResult,
                     baseline: float | None) -> dict[str, float]:
-    """Every metric of SPEC section 4 for the run (baseline ones only when known)."""
+    """Every metric of SPEC section 4 for the run (baseline ones only when known).
+
+    The readout's covariate-adjusted metrics come with it, when it has them.
+    """
     metrics: dict[str, float] = dict(rct.metrics())
     metrics.update({k: v for k, v in training.chosen.metrics.items()
                     if k.startswith(("qini_", "auuc_"))})
@@ -199,8 +206,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
 
         start = time.perf_counter()
         step("Logging to MLflow")
-        spec_names = tracking.spec_metric_names(cfg.arm_names)
-        run.log_metrics({k: v for k, v in metrics.items() if k in spec_names})
+        logged = tracking.logged_metric_names(cfg.arm_names)
+        run.log_metrics({k: v for k, v in metrics.items() if k in logged})
         run.log_dict(tracking.finite_metrics(metrics), "metrics/all_metrics.json")
         _log_candidates(run, training, str(cfg.period))
         run.log_text(config_text, "config/experiment.yaml")
@@ -230,7 +237,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         period=str(cfg.period), selected_learner=training.selected,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
         report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
-        "report.html", baseline_source=baseline_source, seconds=seconds,
+        "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
     )
 
 

@@ -227,30 +227,50 @@ def _plot_churn(rct: RctResult, path: Path) -> None:
 
 
 def _plot_effects(rct: RctResult, path: Path) -> None:
+    """Each offer's effect with its interval; with an adjustment, the adjusted one beneath."""
     effects = list(rct.effects)
-    fig = Figure(figsize=(8, 1.6 + 0.7 * len(effects)), layout="constrained")
+    adj = rct.adjusted
+    rows = [(e.arm, e.ate, e.ci_low, e.ci_high, e.pvalue_adj, _ARM_COLOR, "")
+            for e in effects]
+    offset = 0.0
+    if adj is not None:
+        offset = 0.18
+        rows += [(e.arm, a.ate, a.ci_low, a.ci_high, a.pvalue_adj, _MODEL_COLOR,
+                  f", variance -{100 * a.variance_reduction:.0f}%")
+                 for e in effects for a in [adj.effect(e.arm)]]
+    fig = Figure(figsize=(8, 1.6 + (1.2 if adj is not None else 0.7) * len(effects)),
+                 layout="constrained")
     ax = fig.add_subplot()
-    y = np.arange(len(effects))[::-1]
-    for yi, e in zip(y, effects, strict=True):
-        significant = e.pvalue_adj < rct.alpha
-        ax.plot([100 * e.ci_low, 100 * e.ci_high], [yi, yi], color=_ARM_COLOR, lw=2)
-        ax.plot(100 * e.ate, yi, "o", ms=9, color=_ARM_COLOR,
-                markerfacecolor=_ARM_COLOR if significant else "white")
-        ax.annotate(f"{100 * e.ate:+.2f} pp, adj. p {pval(e.pvalue_adj)}"
-                    + (" *" if significant else ""), (100 * e.ci_high, yi),
-                    textcoords="offset points", xytext=(8, -3), fontsize=9)
+    y = np.arange(len(effects))[::-1].astype(float)
+    for i, (_, ate, low, high, p_adj, color, extra) in enumerate(rows):
+        yi = y[i % len(effects)] + (offset if i < len(effects) else -offset)
+        significant = p_adj < rct.alpha
+        ax.plot([100 * low, 100 * high], [yi, yi], color=color, lw=2)
+        ax.plot(100 * ate, yi, "o", ms=9, color=color,
+                markerfacecolor=color if significant else "white")
+        ax.annotate(f"{100 * ate:+.2f} pp, adj. p {pval(p_adj)}" + (" *" if significant else "")
+                    + extra, (100 * high, yi), textcoords="offset points", xytext=(8, -3),
+                    fontsize=9)
     ax.axvline(0, color="black", lw=1)
     ax.plot([], [], "o", color=_ARM_COLOR, label=f"significant (adj. p < {rct.alpha:g})")
     ax.plot([], [], "o", color=_ARM_COLOR, markerfacecolor="white", label="not significant")
+    if adj is not None:
+        ax.plot([], [], "-", color=_ARM_COLOR, lw=2, label="plain (Newcombe)")
+        ax.plot([], [], "-", color=_MODEL_COLOR, lw=2,
+                label=f"covariate-adjusted (CUPED, {adj.method})")
     ax.set_yticks(y, [e.arm for e in effects])
     ax.set_ylim(-0.7, len(effects) - 0.3)
-    lo = min(0.0, *(100 * e.ci_low for e in effects))
-    hi = max(0.0, *(100 * e.ci_high for e in effects))
-    ax.set_xlim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.6 * (hi - lo + 1e-9))
+    lo = min(0.0, *(100 * r[2] for r in rows))
+    hi = max(0.0, *(100 * r[3] for r in rows))
+    ax.set_xlim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.8 * (hi - lo + 1e-9))
+    title = f"Effect of each offer, {100 * (1 - rct.alpha):g}% intervals" if adj is not None \
+        else f"Effect of each offer, {100 * (1 - rct.alpha):g}% Newcombe intervals"
     ax.set(xlabel="churn reduction vs control (percentage points; > 0 = fewer churn)",
-           ylabel="offer",
-           title=f"Effect of each offer, {100 * (1 - rct.alpha):g}% Newcombe intervals")
-    ax.legend(loc="lower right", fontsize=8)
+           ylabel="offer", title=title)
+    if adj is None:
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     _save(fig, path)
 
 
@@ -379,11 +399,15 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
         "the control (orange, dashed line) is the reference. An offer works when its bar "
         "sits clearly below the line.")))
     _plot_effects(rct, folder / "effects.png")
+    both = ("" if rct.adjusted is None else
+            " Beneath each, in green, the same effect adjusted for pre-treatment covariates "
+            f"(CUPED, {rct.adjusted.method}) with its {level} interval and the share of the "
+            "variance the adjustment removed: the narrower interval from the same customers.")
     blocks.append(_Plot("effects.png", "Effect of each offer", (
         f"Churn reduction of each offer against the control in percentage points with its "
         f"{level} Newcombe interval. Right of the zero line = fewer churn. A filled dot (*) "
         f"is significant after {rct.correction} adjustment over offers (adjusted p < "
-        f"{rct.alpha:g}); an interval crossing zero is not conclusive.")))
+        f"{rct.alpha:g}); an interval crossing zero is not conclusive.{both}")))
 
     selected, arms = training.selected, cfg.arm_names
     chosen = training.chosen

@@ -59,6 +59,20 @@ def spec_metric_names(arms: Iterable[str], *, allocation: bool = True,
     return names
 
 
+def logged_metric_names(arms: Iterable[str], *, allocation: bool = True,
+                        baseline: bool = True) -> set[str]:
+    """What a run logs as MLflow metrics: the SPEC's names and the covariate-adjusted ones.
+
+    The adjusted readout's names (``ate_<arm>_cuped``, ..., ``variance_reduction_<arm>``)
+    extend the SPEC's list; ``spec_metric_names`` stays exactly the SPEC's.
+    """
+    from .adjustment import adjusted_metric_names
+
+    arms = list(arms)
+    return spec_metric_names(arms, allocation=allocation, baseline=baseline) | set(
+        adjusted_metric_names(arms))
+
+
 def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     """The metrics MLflow can store: finite numbers only (NaN means "not estimable")."""
     out = {}
@@ -274,6 +288,24 @@ def find_baseline(client: Any, experiment_id: str, baseline_period: str | None,
     if cfg.baseline.churn_rate is not None:
         return cfg.baseline.churn_rate, "baseline.churn_rate"
     return None, "unknown"
+
+
+def latest_variance_reductions(client: Any, experiment_id: str, arms: Iterable[str]
+                               ) -> tuple[dict[str, float], str, str]:
+    """``variance_reduction_<arm>`` of the latest finished run of an experiment.
+
+    Returns the measured reductions of the offers that have one, the run id and its
+    period; raises LookupError when there is no finished run (the message says so).
+    """
+    runs = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=50)
+    for run in runs:
+        if run.data.tags.get("mlflow.parentRunId"):
+            continue
+        found = {arm: float(run.data.metrics[f"variance_reduction_{arm}"]) for arm in arms
+                 if f"variance_reduction_{arm}" in run.data.metrics}
+        return found, run.info.run_id, run.data.tags.get("period", "")
+    raise LookupError("no finished run")
 
 
 @dataclass(frozen=True)
