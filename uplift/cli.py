@@ -129,13 +129,13 @@ def _say(text: str) -> None:
         click.echo(text)
 
 
-def _console(width: int = 120) -> Any:
+def _console(width: int = 160) -> Any:
     from rich.console import Console
 
     return Console(width=None if sys.stdout.isatty() else width)
 
 
-def _print_table(table: Table, paragraphs: Sequence[Paragraph] = (), width: int = 120) -> None:
+def _print_table(table: Table, paragraphs: Sequence[Paragraph] = (), width: int = 160) -> None:
     """A result's display table (and its notes) on the terminal."""
     from rich.table import Table as RichTable
     from rich.text import Text
@@ -280,7 +280,7 @@ def analyze(config: str, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(result.to_markdown())
     else:
-        _print_table(result.table(), result.paragraphs(), width=140)
+        _print_table(result.table(), result.paragraphs())
 
 
 # --------------------------------------------------------------------------- design
