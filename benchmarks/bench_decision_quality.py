@@ -288,21 +288,39 @@ def package_digest() -> str:
     return _digest(*(f"{p.relative_to(root)}\n{p.read_text()}" for p in files))
 
 
-def versions() -> dict[str, str]:
-    """Code version per group of rows."""
-    worlds_src = (Path(__file__).resolve().parent / "worlds.py").read_text()
+def world_source(world: World) -> str:
+    """The code that makes a world: the shared machinery and its own class."""
+    import worlds
+
+    shared = [getattr(worlds, name) for name in ("World", "Sample", "ramp", "labels", "pick",
+                                                 "tenure_months", "gauss_hermite")]
+    constants = repr((worlds.NODES, worlds.MISSING_NODES, CONTROL, VALUE))
+    return "\n".join([*(inspect.getsource(obj) for obj in shared),
+                      inspect.getsource(type(world)), constants])
+
+
+def versions() -> dict[str, dict[str, str]]:
+    """Code version per world and group of rows.
+
+    A world's rows depend on its own code (editing one world keeps the others' rows),
+    the judge and the libraries; toolkit rows also on the package's source.
+    """
     libs = ",".join(f"{d}={dist_version(d)}" for d in
                     ("causalml", "lightgbm", "scikit-learn", "numpy", "scipy", "pandas"))
-    judge = inspect.getsource(Judge) + inspect.getsource(row)
-    reference = _digest(worlds_src, judge, libs)
-    return {
-        "ceiling": _digest(reference, inspect.getsource(ceiling_rows)),
-        "trivial": _digest(reference, inspect.getsource(trivial_rows)),
-        "raw": _digest(reference, inspect.getsource(raw_rows),
-                       inspect.getsource(feature_matrix)),
-        "toolkit": _digest(reference, inspect.getsource(toolkit_rows), package_digest()),
-        "oracle": reference,
-    }
+    judge = inspect.getsource(Judge) + inspect.getsource(row) + inspect.getsource(run_cell)
+    package = package_digest()
+    out = {}
+    for name, world in WORLDS.items():
+        reference = _digest(world_source(world), judge, libs)
+        out[name] = {
+            "oracle": reference,
+            "ceiling": _digest(reference, inspect.getsource(ceiling_rows)),
+            "trivial": _digest(reference, inspect.getsource(trivial_rows)),
+            "raw": _digest(reference, inspect.getsource(raw_rows),
+                           inspect.getsource(feature_matrix)),
+            "toolkit": _digest(reference, inspect.getsource(toolkit_rows), package),
+        }
+    return out
 
 
 # --------------------------------------------------------------------------- running
@@ -321,11 +339,12 @@ def load_rows(path: Path | None) -> list[dict]:
 class Store:
     """Rows measured or reused, keyed by world, size, seed, fresh size and method."""
 
-    def __init__(self, reuse: list[dict], out: Path | None, version: dict[str, str]):
+    def __init__(self, reuse: list[dict], out: Path | None,
+                 version: dict[str, dict[str, str]]):
         self.version = version
         self.cache: dict[tuple, dict] = {}
         for r in reuse:
-            if r.get("version") == version.get(r.get("group")):
+            if r.get("version") == version.get(r.get("world"), {}).get(r.get("group")):
                 self.cache[self.key(r)] = r  # last one wins
         self.rows: dict[tuple, dict] = {}
         self.out = out
@@ -346,7 +365,7 @@ class Store:
         lines = []
         for r in rows:
             r = {"world": world, "size": size, "seed": seed, "test": test, **r,
-                 "version": r.get("version", self.version[r["group"]])}
+                 "version": r.get("version", self.version[world][r["group"]])}
             k = self.key(r)
             self.rows[k] = r
             if k + (r["version"],) not in self.written:
@@ -464,6 +483,7 @@ def report(rows: list[dict], worlds: list[str], sizes: list[int], seeds: list[in
             oracle = [r["net"] for r in by_method.pop(ORACLE, [])]
             lines.append("")
             lines.append(f"== {name} — {world.title}")
+            lines.append(f"   hard: {world.hard}")
             lines.append(f"   train {size:,}, decide for a fresh {test:,}; seeds "
                          f"{','.join(str(s) for s in sorted({r['seed'] for r in rs}))}; "
                          f"oracle true net value {np.mean(oracle):.2f} per customer "

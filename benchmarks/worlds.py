@@ -40,7 +40,7 @@ CONTROL = "control"
 VALUE = "monthly_revenue"
 SQRT2 = np.sqrt(2.0)
 # Quadrature nodes per hidden standard normal, by how many a group's logit uses.
-NODES = {1: 32, 2: 16, 3: 8}
+NODES = {1: 16, 2: 10, 3: 6}
 MISSING_NODES = 20
 
 
@@ -663,9 +663,22 @@ class MissingUsage(World):
     def realized(self, name, s, rng, n):
         return s["v"] if name == "v" else rng.standard_normal(n)
 
+    def ceiling(self, sample: Sample) -> np.ndarray:
+        # Customers whose usage is observed need no integral over it: split them off.
+        out = np.empty_like(sample.p_true)
+        missing = sample.state["missing"]
+        for rows in (missing, ~missing):
+            if rows.any():
+                part = Sample(customers=sample.customers.iloc[:0], p_true=sample.p_true[rows],
+                              state={k: v[rows] for k, v in sample.state.items()})
+                out[rows] = super().ceiling(part)
+        return out
+
     def special(self, name, s):
         if name != "v":
             return None
+        if not s["missing"].any():
+            return s["v"][:, None], np.ones((len(s["v"]), 1))
         x, w = gauss_hermite(MISSING_NODES)
         mu, miss = s["mu"], s["missing"]
         nodes = mu[:, None] + self.SD * x[None, :]
