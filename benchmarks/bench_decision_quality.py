@@ -248,6 +248,8 @@ def raw_rows(world: World, train: pd.DataFrame, fresh: pd.DataFrame, judge: Judg
             kwargs = {"X": X, "treatment": t, "y": y}
             if name in (RAW[2], RAW[3]):
                 kwargs["p"] = {a: np.full(len(y), shares[a]) for a in arms}
+            if name == RAW[3]:
+                kwargs["seed"] = seed  # its cross-fitting folds, else unseeded
             learner.fit(**kwargs)
             if name == RAW[4]:
                 full = learner.predict(X_new, full_output=True)
