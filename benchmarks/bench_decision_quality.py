@@ -499,8 +499,7 @@ def report(rows: list[dict], worlds: list[str], sizes: list[int], seeds: list[in
                 st = stats([r["share"] for r in entries])
                 table[method] = st
                 secs = np.mean([r["seconds"] or 0 for r in entries])
-                notes = sorted({r.get("note", "") for r in entries if r.get("note")})
-                note = "; ".join(notes)[:70] if len(notes) <= 3 else f"{len(notes)} notes"
+                note = table_note(method, entries)
                 fails = f" ({st['failed']} failed)" if st["failed"] else ""
                 lines.append(f"   {method:<34}{st['mean']:>7.1f}%{st['sd']:>6.1f}"
                              f"{st['min']:>7.1f}%{st['max']:>7.1f}%{st['n']:>6}"
@@ -522,6 +521,22 @@ def report(rows: list[dict], worlds: list[str], sizes: list[int], seeds: list[in
             }
     lines += summary_lines(summary)
     return "\n".join(lines)
+
+
+def table_note(method: str, entries: list[dict]) -> str:
+    """One note for a method over seeds: what the toolkit selected, or a common note."""
+    notes = [r.get("note") or "" for r in entries]
+    failed = [n for n in notes if n.startswith("failed")]
+    if failed:
+        return failed[0][:90]
+    if method == TOOLKIT:
+        picks = defaultdict(int)
+        for n in notes:
+            picks[n.removeprefix("selected ").split(" by ")[0]] += 1
+        return "selected " + ", ".join(f"{k} x{v}" for k, v in sorted(picks.items()))
+    if len(entries) == 1 or len(set(notes)) == 1:
+        return notes[0][:90]
+    return ""
 
 
 def goal_points(size: int) -> float:
