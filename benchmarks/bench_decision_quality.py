@@ -12,7 +12,7 @@ probabilities), as a share of the oracle's. Rows:
 - toolkit default: ``uplift.training.train_models`` with a config holding only the
   world's data, arms and allocation (``model:`` and ``policy:`` left to the package's
   defaults), deciding with its own policy rule through its public API;
-- toolkit candidate <name>: each candidate the package fitted on its training split;
+- toolkit candidate <name>: each candidate model the package fitted, deciding alone;
 - raw causalml learners at library defaults: S, T, X and DR on LightGBM and the uplift
   random forest, features as a notebook user passes them (numbers as is, categories
   ordinal-encoded, missing values left as NaN, which both LightGBM and causalml's
@@ -101,9 +101,16 @@ class Judge:
         self.eligible = eligibility(fresh, cfg.arms)
         self.oracle = self.earned(self.rule(p_true[:, 0], p_true[:, 1:]))
 
-    def rule(self, p_control: np.ndarray, p_arms: np.ndarray, cfg=None) -> np.ndarray:
-        """Index of the recommended offer per customer (-1 = none), via build_policy."""
-        policy = build_policy(p_control, p_arms, self.value, self.fresh, cfg or self.cfg)
+    def rule(self, p_control: np.ndarray, p_arms: np.ndarray, cfg=None,
+             fixed_offer: str | None = None) -> np.ndarray:
+        """Index of the recommended offer per customer (-1 = none), via build_policy.
+
+        ``fixed_offer`` is a model's own fixed recommendation (nobody, or one offer for
+        every eligible customer), which it applies whatever its predictions say.
+        """
+        extra = {} if fixed_offer is None else {"fixed_offer": fixed_offer}
+        policy = build_policy(p_control, p_arms, self.value, self.fresh, cfg or self.cfg,
+                              **extra)
         return policy.assignment.choice
 
     def earned(self, choice: np.ndarray) -> float:
@@ -159,14 +166,17 @@ def toolkit_rows(world: World, train: pd.DataFrame, fresh: pd.DataFrame, judge: 
         cfg = load_config(tmp / "toolkit.yaml")
         result = train_models(load_dataset(cfg), cfg)
         p_c, p_a = result.model.predict_churn(fresh)
-        choice = judge.rule(p_c, p_a, cfg)
+        choice = judge.rule(p_c, p_a, cfg, getattr(result.model, "fixed_offer", None))
     except Exception as exc:  # a failing toolkit is a result, not a crash
         return [row(TOOLKIT, "toolkit", judge, None, time.perf_counter() - start,
                     failure(exc))]
     rows = [row(TOOLKIT, "toolkit", judge, choice, time.perf_counter() - start,
-                f"selected {result.selected} by {result.select_by}")]
+                f"selected {result.selected} by {result.select_by}; recommends "
+                f"{getattr(result, 'recommended', result.selected)}")]
     for cand in result.candidates:
         name = f"toolkit candidate {cand.learner}"
+        if not cand.error and cand.learner not in result.candidate_models:
+            continue  # a policy without a model (nobody, one offer for all): see trivial
         if cand.error:
             rows.append(row(name, "toolkit", judge, None, cand.fit_seconds,
                             "failed: " + cand.error))
@@ -178,7 +188,7 @@ def toolkit_rows(world: World, train: pd.DataFrame, fresh: pd.DataFrame, judge: 
             rows.append(row(name, "toolkit", judge, None, cand.fit_seconds, failure(exc)))
             continue
         qini = [v for k, v in cand.metrics.items() if k.startswith("qini_")]
-        note = (f"training split; held-out qini {np.mean(qini):.3f}, DR value "
+        note = (f"held-out qini {np.mean(qini):.3f}, DR value "
                 f"{cand.metrics.get('policy_value', float('nan')):.1f}")
         rows.append(row(name, "toolkit", judge, choice, cand.fit_seconds, note))
     return rows
