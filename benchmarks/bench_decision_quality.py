@@ -101,16 +101,9 @@ class Judge:
         self.eligible = eligibility(fresh, cfg.arms)
         self.oracle = self.earned(self.rule(p_true[:, 0], p_true[:, 1:]))
 
-    def rule(self, p_control: np.ndarray, p_arms: np.ndarray, cfg=None,
-             fixed_offer: str | None = None) -> np.ndarray:
-        """Index of the recommended offer per customer (-1 = none), via build_policy.
-
-        ``fixed_offer`` is a model's own fixed recommendation (nobody, or one offer for
-        every eligible customer), which it applies whatever its predictions say.
-        """
-        extra = {} if fixed_offer is None else {"fixed_offer": fixed_offer}
-        policy = build_policy(p_control, p_arms, self.value, self.fresh, cfg or self.cfg,
-                              **extra)
+    def rule(self, p_control: np.ndarray, p_arms: np.ndarray, cfg=None) -> np.ndarray:
+        """Index of the recommended offer per customer (-1 = none), via build_policy."""
+        policy = build_policy(p_control, p_arms, self.value, self.fresh, cfg or self.cfg)
         return policy.assignment.choice
 
     def earned(self, choice: np.ndarray) -> float:
@@ -166,7 +159,10 @@ def toolkit_rows(world: World, train: pd.DataFrame, fresh: pd.DataFrame, judge: 
         cfg = load_config(tmp / "toolkit.yaml")
         result = train_models(load_dataset(cfg), cfg)
         p_c, p_a = result.model.predict_churn(fresh)
-        choice = judge.rule(p_c, p_a, cfg, getattr(result.model, "fixed_offer", None))
+        fixed = getattr(result.model, "fixed_offer", None)  # nobody / one offer for all
+        choice = (judge.rule(p_c, p_a, cfg) if fixed is None else
+                  build_policy(p_c, p_a, judge.value, fresh, cfg,
+                               fixed_offer=fixed).assignment.choice)
     except Exception as exc:  # a failing toolkit is a result, not a crash
         return [row(TOOLKIT, "toolkit", judge, None, time.perf_counter() - start,
                     failure(exc))]
