@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -129,6 +131,29 @@ def test_offers_are_each_customers_best_by_the_spec_formula(store: Store,
     offered = frame[frame["offer"] != "control"].sort_values("rank")
     assert offered["rank"].max() == len(offered)  # offered customers come first
     assert offered["net_value"].is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("fixed", ["control", "free_upgrade"])
+def test_a_fixed_recommendation_goes_to_every_eligible_customer_not_held_out(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed: str) -> None:
+    from uplift import registry
+
+    real = registry.load_model
+
+    def load(*args: object, **kwargs: object) -> registry.LoadedModel:
+        loaded = real(*args, **kwargs)
+        model = copy.copy(loaded.model)
+        model.fixed_offer = fixed
+        return dataclasses.replace(loaded, model=model)
+
+    monkeypatch.setattr(registry, "load_model", load)
+    frame = read(run_export(store, tmp_path / "recs.csv", holdout=0.1).path)
+    premium = store.customers["plan"].eq("premium").to_numpy()
+    held = frame["holdout"].to_numpy()
+    expected = np.where(held | (fixed == "free_upgrade") & premium | (fixed == "control"),
+                        "control", fixed)
+    assert 0 < held.sum() < len(frame)
+    assert (frame["offer"].to_numpy() == expected).all()
 
 
 @pytest.mark.parametrize("source", ["csv", "parquet"])

@@ -20,6 +20,7 @@ from PIL import Image
 from uplift.analysis import RctResult
 from uplift.config import ExperimentConfig
 from uplift.data import Dataset
+from uplift.models import churn_probabilities
 from uplift.policy import budget_curve, build_policy
 from uplift.report import SECTIONS, _baseline_section, write_report
 from uplift.training import (
@@ -84,7 +85,8 @@ def test_report_writes_html_markdown_and_deciles(built: Built) -> None:
     deciles = (built.folder / "deciles.csv").read_text().splitlines()
     assert deciles[0].split(",")[:3] == ["learner", "arm", "decile"]
     learners = {line.split(",")[0] for line in deciles[1:]}
-    assert learners == {c.learner for c in built.training.candidates if c.ok}
+    assert learners == {c.learner for c in built.training.candidates
+                        if c.ok and not c.model_free}
     assert built.rc_changed == []  # no global matplotlib state changed
 
 
@@ -164,7 +166,7 @@ def test_baseline_is_unknown_when_not_given(built: Built) -> None:
 def test_budget_curve_is_monotone_and_within_budget(built: Built) -> None:
     training, dataset, cfg = built.training, built.dataset, built.cfg
     rows = dataset.frame.iloc[training.holdout_index]
-    p_control, p_arms = training.candidate_models[training.selected].predict_churn(rows)
+    p_control, p_arms = churn_probabilities(training.holdout_scores, cfg.arm_names)
     value = customer_values(dataset, cfg)[training.holdout_index]
     full = build_policy(p_control, p_arms, value, rows, cfg, budget=None)
     budgets = np.linspace(0.0, full.total_cost, 9)
@@ -187,7 +189,7 @@ def test_the_reports_budget_curve_spans_nothing_to_the_policy_without_a_budget(
     training, dataset, cfg = built.training, built.dataset, built.cfg
     curve = holdout_budget_curve(training, dataset, cfg)
     rows = dataset.frame.iloc[training.holdout_index]
-    p_control, p_arms = training.candidate_models[training.selected].predict_churn(rows)
+    p_control, p_arms = churn_probabilities(training.holdout_scores, cfg.arm_names)
     value = customer_values(dataset, cfg)[training.holdout_index]
     full = build_policy(p_control, p_arms, value, rows, cfg, budget=None,
                         capacity=training.holdout_policy.capacity)

@@ -46,13 +46,14 @@ def test_spec_metric_names_for_two_arms() -> None:
     assert "srm_pvalue" not in spec_metric_names(["a"], allocation=False)
 
 
-def test_a_run_logs_the_spec_names_and_the_adjusted_ones() -> None:
+def test_a_run_logs_the_spec_names_the_adjusted_ones_and_the_net_value_interval() -> None:
     arms = ["discount_20", "webinar"]
     adjusted = {f"ate_{a}_cuped{s}" for a in arms
                 for s in ("", "_ci_low", "_ci_high", "_pvalue", "_pvalue_adj")}
     adjusted |= {f"variance_reduction_{a}" for a in arms}
-    assert logged_metric_names(arms) == spec_metric_names(arms) | adjusted
-    assert not adjusted & spec_metric_names(arms)
+    interval = {"policy_net_value_per_customer_ci_low", "policy_net_value_per_customer_ci_high"}
+    assert logged_metric_names(arms) == spec_metric_names(arms) | adjusted | interval
+    assert not (adjusted | interval) & spec_metric_names(arms)
 
 
 def test_flatten_params_and_finite_metrics() -> None:

@@ -15,7 +15,7 @@ from uplift.cli import cli
 from uplift.config import load_config
 from uplift.data import load_dataset
 from uplift.errors import ConfigError, InputError
-from uplift.evaluation import CandidateResult, select
+from uplift.evaluation import CandidateResult
 from uplift.models import LearnerError, TrainingDataError, UpliftModel
 from uplift.simulate import simulate_customers
 from uplift.training import assignment_shares, train_models
@@ -36,57 +36,117 @@ def mean_qini(cand: CandidateResult) -> float:
                           for a in ("discount_20", "free_upgrade", "webinar")]))
 
 
-def test_the_selected_learner_has_the_best_mean_qini(simulated_run: SimulatedRun) -> None:
+MODEL_FREE = ["nobody", "everyone:discount_20", "everyone:free_upgrade", "everyone:webinar"]
+
+
+def test_the_selected_model_has_the_best_out_of_fold_policy_value(
+    simulated_run: SimulatedRun,
+) -> None:
     result = simulated_run.training
-    assert [c.learner for c in result.candidates] == ["s", "t", "ensemble"]
-    by_qini = sorted(result.candidates, key=mean_qini, reverse=True)
-    assert result.selected == by_qini[0].learner
-    assert result.chosen.learner == result.selected
+    assert result.folds == 3
+    assert result.select_by == "policy_value"
+    assert [c.learner for c in result.candidates] == ["s", "t", "ensemble", *MODEL_FREE]
+    models = [c for c in result.candidates if not c.model_free]
+    best = max(models, key=lambda c: c.metrics["policy_net_value_per_customer"])
+    assert result.selected == best.learner == result.chosen.learner
+    # Every customer is scored out of fold, and the figures cover them all.
+    assert len(result.holdout_index) == simulated_run.dataset.n_rows
+    assert len(result.holdout_scores) == simulated_run.dataset.n_rows
     # The ensemble averages the two learners, whose predictions it reproduces.
-    ensemble = result.candidates[-1]
+    ensemble = next(c for c in result.candidates if c.learner == "ensemble")
     assert set(ensemble.members) == {"s", "t"}
     rows = simulated_run.dataset.frame.head(40)
-    models = result.candidate_models
-    mean = (models["s"].uplift.predict(rows) + models["t"].uplift.predict(rows)) / 2
-    np.testing.assert_allclose(models["ensemble"].uplift.predict(rows).to_numpy(),
+    fitted = result.candidate_models
+    mean = (fitted["s"].uplift.predict(rows) + fitted["t"].uplift.predict(rows)) / 2
+    np.testing.assert_allclose(fitted["ensemble"].uplift.predict(rows).to_numpy(),
                                mean.to_numpy(), rtol=1e-12)
 
 
-def test_the_held_out_policy_respects_the_scaled_limits(simulated_run: SimulatedRun) -> None:
-    result, dataset = simulated_run.training, simulated_run.dataset
+def test_select_by_qini_ranks_the_models_by_their_mean_out_of_fold_qini(
+    tmp_path: Path,
+) -> None:
+    cfg = load_config(config(tmp_path, select_by="qini", ensemble=False))
+    result = train_models(load_dataset(cfg), cfg)
+    models = [c for c in result.candidates if not c.model_free]
+    assert [c.learner for c in models] == ["s", "t"]
+    assert result.selected == max(models, key=mean_qini).learner
+
+
+def test_with_one_fold_the_held_out_policy_respects_the_scaled_limits(tmp_path: Path) -> None:
+    cfg = load_config(config(tmp_path, folds=1, ensemble=False, learners=["s"]))
+    dataset = load_dataset(cfg)
+    result = train_models(dataset, cfg)
     share = len(result.holdout_index) / dataset.n_rows
     policy = result.holdout_policy
     assert 0.29 < share < 0.31
+    assert result.folds == 1
     assert policy.total_cost <= 3000.0 * share * (1 + 1e-9)
     assert policy.counts()["webinar"] <= int(400 * share)
+
+
+def test_the_policy_respects_the_limits_and_reports_intervals(simulated_run: SimulatedRun
+                                                              ) -> None:
+    result, dataset = simulated_run.training, simulated_run.dataset
+    policy = result.holdout_policy
+    cfg = simulated_run.cfg
+    if cfg.policy.budget is not None:
+        assert policy.total_cost <= cfg.policy.budget * (1 + 1e-9)
     metrics = result.policy_estimate.metrics()
-    assert (metrics["policy_churn_reduction_ci_low"] < metrics["policy_churn_reduction"]
-            < metrics["policy_churn_reduction_ci_high"])
+    for name in ("policy_churn_reduction", "policy_net_value_per_customer"):
+        assert metrics[f"{name}_ci_low"] < metrics[name] < metrics[f"{name}_ci_high"]
     scores = result.model.predict(dataset.frame.head(50))
     assert list(scores.columns) == ["churn_risk", "uplift_discount_20", "uplift_free_upgrade",
                                     "uplift_webinar"]
     assert scores["churn_risk"].between(0, 1).all()
 
 
-def test_the_candidates_table_names_every_learner_and_marks_the_selected(
+def test_the_candidates_table_names_every_candidate_and_marks_the_choice(
     simulated_run: SimulatedRun,
 ) -> None:
     result = simulated_run.training
     table = result.table()
-    assert [row[0] for row in table.rows] == ["s", "t", "ensemble (s+t)"]
-    assert [row[-1] for row in table.rows].count("selected") == 1
-    selected_row = next(i for i, row in enumerate(table.rows) if row[-1] == "selected")
-    assert table.highlight == {selected_row}
-    assert f"Selected {result.selected} by qini" in result.to_markdown()
+    assert [row[0] for row in table.rows] == [
+        "s", "t", "ensemble (s+t)", "nobody", "discount_20 for everyone",
+        "free_upgrade for everyone", "webinar for everyone"]
+    status = [row[-1] for row in table.rows]
+    assert status.count("recommended") == 1
+    assert status.count("selected model") == (result.recommended != result.selected)
+    assert table.highlight == {i for i, s in enumerate(status) if s != "ok"}
+    assert "by the doubly robust estimate of its policy's value" in result.to_markdown()
     frame = result.to_frame()
     assert frame.loc[frame["selected"], "learner"].tolist() == [result.selected]
+
+
+def test_offers_that_do_nothing_make_the_run_recommend_nobody(tmp_path: Path) -> None:
+    from uplift.simulate import simulate_customers
+
+    sim = simulate_customers(6000, seed=3).customers
+    # Shuffled groups: no offer changes anyone's churn, and every offer costs 40.
+    sim["arm"] = np.random.default_rng(0).permutation(sim["arm"].to_numpy())
+    path = tmp_path / "null.csv"
+    sim.to_csv(path, index=False)
+    mapping = simulated_config(customers=6000, seed=3)
+    for arm in mapping["arms"]:
+        arm["cost"] = {"fixed": 40.0}
+    mapping["data"].pop("simulate")
+    mapping["data"]["path"] = str(path)
+    cfg = load_config(config(tmp_path, mapping))
+    result = train_models(load_dataset(cfg), cfg)
+    assert result.recommended == "nobody"
+    assert result.model.fixed_offer == cfg.control
+    assert set(result.holdout_policy.offer) == {cfg.control}
+    assert "**The run recommends nobody: no model" in result.to_markdown()
+    # The estimate of choosing this way: nothing offered, nothing gained, nothing spent.
+    assert result.policy_estimate.net_value_per_customer.value == pytest.approx(0.0, abs=1.0)
 
 
 def test_progress_steps_are_reported_in_order(tmp_path: Path) -> None:
     cfg = load_config(config(tmp_path, ensemble=False, learners=["s"]))
     steps: list[str] = []
     train_models(load_dataset(cfg), cfg, on_step=steps.append)
-    assert steps == ["Fitting the churn-risk model", "Fitting learner s", "Refitting s on all rows"]
+    assert steps == [*(f"Fitting the churn-risk model (fold {k} of 3)" for k in (1, 2, 3)),
+                     *(f"Fitting learner s (fold {k} of 3)" for k in (1, 2, 3)),
+                     "Choosing the policy", "Refitting s on all rows"]
 
 
 def test_the_same_seed_gives_the_same_model(tmp_path: Path) -> None:
@@ -224,29 +284,6 @@ def test_propensities_are_the_observed_shares_under_a_sample_ratio_mismatch(
 
 
 # --------------------------------------------------------------------------- selection
-
-
-def candidate(name: str, qini: tuple[float, float], value: float, reduction: float
-              ) -> CandidateResult:
-    return CandidateResult(name, {"qini_x": qini[0], "qini_y": qini[1],
-                                  "policy_net_value_per_customer": value,
-                                  "policy_churn_reduction": reduction})
-
-
-def test_select_ranks_by_mean_qini_or_by_the_objective_of_the_policy() -> None:
-    a = candidate("a", (0.25, 0.0), 5.0, 0.010)   # mean Qini 0.125
-    b = candidate("b", (0.125, 0.0), 7.0, 0.005)  # mean Qini 0.0625
-    c = candidate("c", (0.5, -0.25), 6.0, 0.020)  # mean Qini 0.125, a tie with a
-    failed = CandidateResult("d", error="boom")
-    assert select([a, b, c, failed], "qini", n=4) == ["a", "c", "b"]  # ties keep the order
-    assert select([c, a, b], "qini", n=2) == ["c", "a"]
-    assert select([a, b, c], "policy_value") == ["b"]
-    assert select([a, b, c], "policy_value", objective="churn_reduction", n=3) == ["c", "a", "b"]
-
-
-def test_select_without_a_fitted_candidate_is_an_error() -> None:
-    with pytest.raises(LearnerError, match="no candidate learner was fitted"):
-        select([CandidateResult("a", error="boom")], "qini")
 
 
 def test_an_ensembles_label_names_its_members() -> None:

@@ -155,8 +155,11 @@ class ModelConfig(_Model):
     )
     base: Literal["lightgbm", "xgboost"] = "lightgbm"
     test_size: float = Field(default=0.3, gt=0, lt=1)
+    """Held-out share of the single split used when ``folds`` is 1."""
+    folds: int = Field(default=3, ge=1, le=10)
+    """Cross-fitting folds: every row is scored by models fitted without it (1: one split)."""
     seed: int = Field(default=42, ge=0)
-    select_by: Literal["qini", "policy_value"] = "qini"
+    select_by: Literal["qini", "policy_value"] = "policy_value"
     ensemble: bool = True  # also try the average of the two best learners
     params: dict[str, dict[str, int | float | bool | str]] = Field(default_factory=dict)
     """Settings passed to a learner's models, keyed by learner name (or ``churn_risk``)."""

@@ -17,7 +17,15 @@ import numpy as np
 import pandas as pd
 
 from .learners import LEARNER_LABELS
-from .models import LearnerError, uplift_column
+from .models import uplift_column
+
+NOBODY = "nobody"
+EVERYONE = "everyone:"  # + an arm's name: that offer for every eligible customer
+
+
+def everyone(arm: str) -> str:
+    """The name of the policy giving ``arm`` to every eligible customer."""
+    return EVERYONE + arm
 
 
 def split_holdout(treatment: Sequence[str], churned: Sequence[int], test_size: float,
@@ -31,6 +39,29 @@ def split_holdout(treatment: Sequence[str], churned: Sequence[int], test_size: f
     train, test = train_test_split(positions, test_size=test_size, random_state=seed,
                                    stratify=strata.to_numpy())
     return np.sort(train), np.sort(test)
+
+
+def cross_folds(treatment: Sequence[str], churned: Sequence[int], folds: int,
+                test_size: float, seed: int) -> np.ndarray:
+    """Each row's fold (0 .. folds - 1), seeded and stratified by group and outcome.
+
+    With ``folds`` 1 there is one held-out fold: a ``test_size`` share of the rows get
+    fold 0, the others -1 (never held out, always fitted on).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    if folds == 1:
+        _, test = split_holdout(treatment, churned, test_size, seed)
+        out = np.full(len(treatment), -1, dtype=np.intp)
+        out[test] = 0
+        return out
+    treatment = np.asarray(treatment, dtype=object)
+    strata = pd.Series(treatment).astype(str) + "|" + pd.Series(np.asarray(churned)).astype(str)
+    out = np.empty(len(treatment), dtype=np.intp)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(out)), strata.to_numpy())):
+        out[test] = k
+    return out
 
 
 def _arm_frame(treatment: np.ndarray, churned: np.ndarray, score: np.ndarray, control: str,
@@ -124,8 +155,15 @@ class CandidateResult:
         return self.learner + (f" ({'+'.join(self.members)})" if self.members else "")
 
     @property
+    def model_free(self) -> bool:
+        """A policy without a model: nobody, or one offer for everyone eligible."""
+        return self.learner == NOBODY or self.learner.startswith(EVERYONE)
+
+    @property
     def display_name(self) -> str:
         """A name for people: ``T-learner``, ``uplift forest``, ``ensemble (x + t)``."""
+        if self.learner.startswith(EVERYONE):
+            return f"{self.learner[len(EVERYONE):]} for everyone"
         if self.members:
             return f"{self.learner} ({' + '.join(self.members)})"
         return LEARNER_LABELS.get(self.learner, self.learner)
@@ -134,28 +172,3 @@ class CandidateResult:
         """Mean over offers of the metrics named ``<prefix>_<arm>`` (-inf when none)."""
         values = [v for k, v in self.metrics.items() if k.startswith(f"{prefix}_")]
         return float(np.mean(values)) if values else float("-inf")
-
-
-def select(candidates: Sequence[CandidateResult], by: str, objective: str = "net_value",
-           n: int = 1) -> list[str]:
-    """The names of the ``n`` best fitted candidates, best first.
-
-    ``by: qini`` ranks by the mean held-out Qini over offers; ``by: policy_value`` by
-    the held-out estimate of the recommended policy's net value per customer under the
-    net-value objective, or of its churn reduction under the churn-reduction objective.
-    Ties keep the candidates' order.
-
-    Raises:
-        LearnerError: no candidate was fitted.
-    """
-    fitted = [c for c in candidates if c.ok]
-    if not fitted:
-        raise LearnerError("no candidate learner was fitted")
-
-    def score(c: CandidateResult) -> float:
-        if by == "policy_value":
-            return c.metrics["policy_net_value_per_customer" if objective == "net_value"
-                             else "policy_churn_reduction"]
-        return c.mean_score("qini")
-
-    return [c.learner for c in sorted(fitted, key=score, reverse=True)][:n]

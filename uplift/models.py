@@ -334,13 +334,21 @@ class RetentionModel:
 
     What gets registered and exported: ``predict`` takes raw customer rows and
     returns ``churn_risk`` and one ``uplift_<arm>`` column per offer.
+
+    ``fixed_offer`` is set when the run found no model's policy better than a simple
+    one: the control's name (offer nobody anything) or an arm's name (that offer for
+    every eligible customer). The export then applies it; the predictions stay
+    informative.
     """
 
+    fixed_offer: str | None = None  # models pickled before it existed load with None
+
     def __init__(self, risk: ChurnRiskModel, uplift: UpliftModel | EnsembleUpliftModel,
-                 features: Sequence[str]):
+                 features: Sequence[str], fixed_offer: str | None = None):
         self.risk = risk
         self.uplift = uplift
         self.features = list(features)
+        self.fixed_offer = fixed_offer
 
     @property
     def arms(self) -> list[str]:

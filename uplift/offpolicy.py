@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,7 +63,8 @@ from .formatting import Paragraph, Table, money, pct, pp, render_markdown
 if TYPE_CHECKING:
     from .config import ArmConfig
 
-__all__ = ["ESTIMATORS", "Estimate", "PolicyEstimate", "evaluate_policy"]
+__all__ = ["ESTIMATORS", "Estimate", "PolicyEstimate", "PolicyRows", "evaluate_policy",
+           "policy_rows"]
 
 ESTIMATORS: tuple[str, ...] = ("auto", "doubly robust", "hajek", "ipw")
 
@@ -173,7 +174,86 @@ class PolicyEstimate:
         return render_markdown(self.table(), self.paragraphs())
 
 
-def evaluate_policy(
+@dataclass(frozen=True)
+class PolicyRows:
+    """Each row's influence values of a policy's estimates (see the module docs).
+
+    Kept per row so that estimates can be taken on any subset of the rows, and rows
+    of different policies combined (the estimate of a selection procedure whose
+    choice differs between folds), with the same intervals as :func:`evaluate_policy`.
+
+    Attributes:
+        method: The estimator that produced them.
+        alpha: Intervals are at level ``1 - alpha``.
+        groups: The control first, then the arms.
+        recommended: (n,) index into ``groups`` of each row's recommended group.
+        churn: (n,) ``psi_i(pi_i)``, the row's churn under the policy.
+        churn_no_offer: (n,) ``psi_i(control)``.
+        cost: (n,) the row's offer cost.
+        net: (n,) the row's net value relative to no offer.
+    """
+
+    method: str
+    alpha: float
+    groups: tuple[str, ...]
+    recommended: np.ndarray
+    churn: np.ndarray
+    churn_no_offer: np.ndarray
+    cost: np.ndarray
+    net: np.ndarray
+
+    def values(self, objective: str) -> np.ndarray:
+        """Per row: net value (``net_value``) or churn reduction (``churn_reduction``)."""
+        return self.net if objective == "net_value" else self.churn_no_offer - self.churn
+
+    def subset(self, mask: np.ndarray) -> PolicyRows:
+        """The rows where ``mask`` is true (or the positions it lists)."""
+        return replace(self, recommended=self.recommended[mask], churn=self.churn[mask],
+                       churn_no_offer=self.churn_no_offer[mask], cost=self.cost[mask],
+                       net=self.net[mask])
+
+    @staticmethod
+    def pick(parts: Sequence[PolicyRows], which: np.ndarray) -> PolicyRows:
+        """Row i from ``parts[which[i]]``: the policies' rows over the same customers."""
+        which = np.asarray(which, dtype=np.intp)
+        rows = np.arange(which.size)
+
+        def take(attr: str) -> np.ndarray:
+            return np.stack([getattr(p, attr) for p in parts])[which, rows]
+
+        return replace(parts[0], recommended=take("recommended"), churn=take("churn"),
+                       churn_no_offer=take("churn_no_offer"), cost=take("cost"),
+                       net=take("net"))
+
+    def estimate(self) -> PolicyEstimate:
+        """The estimates with their normal-approximation intervals."""
+        n, k = len(self.churn), len(self.groups)
+        z = float(norm.ppf(1.0 - self.alpha / 2.0))
+        shares = np.bincount(self.recommended, minlength=k) / max(n, 1)
+        return PolicyEstimate(
+            method=self.method,
+            n=n,
+            alpha=self.alpha,
+            churn_rate=_estimate(self.churn, z),
+            churn_rate_no_offer=_estimate(self.churn_no_offer, z),
+            churn_reduction=_estimate(self.churn_no_offer - self.churn, z),
+            net_value_per_customer=_estimate(self.net, z),
+            cost_per_customer=_estimate(self.cost, z),
+            shares=dict(zip(self.groups, shares.tolist(), strict=True)),
+            control=self.groups[0],
+        )
+
+
+def evaluate_policy(*args: Any, **kwargs: Any) -> PolicyEstimate:
+    """Estimate a policy's churn, churn reduction, cost and net value with CIs.
+
+    Takes the arguments of :func:`policy_rows`; the estimates are the means of its row
+    values.
+    """
+    return policy_rows(*args, **kwargs).estimate()
+
+
+def policy_rows(
     recommended: Sequence[str] | np.ndarray | pd.Series,
     treatment: Sequence[str] | np.ndarray | pd.Series,
     churned: Sequence[int] | np.ndarray | pd.Series,
@@ -186,8 +266,8 @@ def evaluate_policy(
     alpha: float = 0.05,
     predicted_churn: Mapping[str, Sequence[float] | np.ndarray | pd.Series] | None = None,
     estimator: str = "auto",
-) -> PolicyEstimate:
-    """Estimate a policy's churn, churn reduction, cost and net value with CIs.
+) -> PolicyRows:
+    """Each row's contribution to a policy's churn, churn reduction, cost and net value.
 
     Args:
         recommended: (n,) group the policy gives each held-out customer.
@@ -206,7 +286,7 @@ def evaluate_policy(
             ``"doubly robust"``, ``"hajek"`` or ``"ipw"`` (Horvitz-Thompson).
 
     Returns:
-        The estimates.
+        The row values; ``.estimate()`` gives the estimates with CIs.
 
     Raises:
         ValueError: On inconsistent lengths, unknown group names, bad propensities,
@@ -270,19 +350,9 @@ def evaluate_policy(
     else:
         cost = fixed[rec] + share_cost[rec] * v * (1.0 - psi_p)
         net = (psi_c - psi_p) * v * horizon - cost
-    z = float(norm.ppf(1.0 - alpha / 2.0))
-    return PolicyEstimate(
-        method=estimator,
-        n=n,
-        alpha=alpha,
-        churn_rate=_estimate(psi_p, z),
-        churn_rate_no_offer=_estimate(psi_c, z),
-        churn_reduction=_estimate(psi_c - psi_p, z),
-        net_value_per_customer=_estimate(net, z),
-        cost_per_customer=_estimate(cost, z),
-        shares=dict(zip(groups, (np.bincount(rec, minlength=k) / n).tolist(), strict=True)),
-        control=control,
-    )
+    return PolicyRows(method=estimator, alpha=alpha, groups=tuple(groups), recommended=rec,
+                      churn=psi_p, churn_no_offer=psi_c, cost=np.asarray(cost, dtype=float),
+                      net=net)
 
 
 def _number(x: Any, what: str) -> float:

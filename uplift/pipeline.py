@@ -50,6 +50,8 @@ class RunResult:
     metrics: dict[str, float]
     report_path: Path
     baseline_source: str
+    recommended: str = ""
+    """A policy that needs no model, when the run recommends one instead of the model's."""
     seconds: dict[str, float] = field(default_factory=dict)
     rct: RctResult | None = None
     """The readout, with its covariate-adjusted effects when there are some."""
@@ -67,6 +69,8 @@ class RunResult:
                  *([adjusted] if adjusted else []),
                  f"Selected learner: {self.selected_learner}; registered {self.model_name} "
                  f"version {self.model_version} as 'candidate'",
+                 *([f"Recommended policy: {self.recommended} (no model's policy was clearly "
+                    "better; the export applies it)"] if self.recommended else []),
                  *outcome_lines(self.metrics, self.baseline_source),
                  f"Report: {self.report_path}"]
         t = self.seconds
@@ -190,7 +194,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         training = train_models(dataset, cfg, on_step=step)
         seconds["models"] = time.perf_counter() - start
         seconds["fits"] = sum(training.fit_seconds.values())
-        run.set_tags({"selected_learner": training.selected})
+        run.set_tags({"selected_learner": training.selected,
+                      "recommended_policy": training.recommended})
         baseline, baseline_source = tracking.find_baseline(client, experiment_id,
                                                            baseline_period, cfg)
         metrics = collect_metrics(rct, training, baseline)
@@ -227,6 +232,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         client, info.model_uri, cfg.tracking.registered_model, run.run_id,
         description=_version_description(cfg, training, metrics, dataset),
         tags={"period": str(cfg.period), "selected_learner": training.selected,
+              "recommended_policy": training.recommended,
               "data_sha256": dataset.sha256,
               "policy_churn_reduction": f"{metrics['policy_churn_reduction']:.6g}"},
         model_id=getattr(info, "model_id", None))
@@ -235,7 +241,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
     return RunResult(
         run_id=run.run_id, experiment_id=experiment_id, tracking_uri=uri,
         period=str(cfg.period), selected_learner=training.selected,
-        model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
+        recommended=training.recommended_label if training.recommended != training.selected
+        else "", model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
         report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
         "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
     )
@@ -274,16 +281,26 @@ def _description(cfg: ExperimentConfig, training: TrainingResult, metrics: dict[
     policy, baseline = outcome_lines(metrics, baseline_source)
     link = f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/report/report.html"
     parts = [cfg.description or "",
-             f"**{training.chosen.display_name}** selected. {policy}.  \n{baseline}.",
+             f"**{training.chosen.display_name}** selected{_recommends(training)}. "
+             f"{policy}.  \n{baseline}.",
              f"[Open the report]({link}) (also under Artifacts: report/report.html)."]
     return "\n\n".join(p for p in parts if p)
+
+
+def _recommends(training: TrainingResult) -> str:
+    """``; recommends <policy> ...`` when a model-free policy was recommended, else ``""``."""
+    if training.recommended == training.selected:
+        return ""
+    return (f"; recommends {training.recommended_label} instead (no model's policy was "
+            "clearly better)")
 
 
 def _version_description(cfg: ExperimentConfig, training: TrainingResult,
                          metrics: dict[str, float], dataset: Dataset) -> str:
     """A model version's description: where it comes from and what its policy achieved."""
     policy, _ = outcome_lines(metrics, "")
-    return (f"Period {cfg.period}, {training.chosen.display_name} ({training.selected}). "
+    return (f"Period {cfg.period}, {training.chosen.display_name} ({training.selected})"
+            f"{_recommends(training)}. "
             f"{policy}. Trained on {dataset.n_rows:,} customers of {dataset.source} "
             f"(data sha256 {dataset.sha256[:12]}).")
 

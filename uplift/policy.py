@@ -369,7 +369,8 @@ class OfferScores:
 
 
 def score_offers(p_control: np.ndarray, p_arms: np.ndarray, value: np.ndarray,
-                 frame: pd.DataFrame, cfg: ExperimentConfig) -> OfferScores:
+                 frame: pd.DataFrame, cfg: ExperimentConfig,
+                 fixed_offer: str | None = None) -> OfferScores:
     """Uplift, cost, net value, eligibility and the objective's score of every offer.
 
     The one place offers are valued: the run's policy and the export both start here.
@@ -380,18 +381,30 @@ def score_offers(p_control: np.ndarray, p_arms: np.ndarray, value: np.ndarray,
         value: (n,) monthly revenue per customer.
         frame: The customers' rows (for the eligibility filters), n rows.
         cfg: The experiment config (arms, costs, horizon, objective, min_net_value).
+        fixed_offer: A policy that ignores the predictions: the control's name offers
+            nobody anything, an arm's name offers that arm to every eligible customer
+            (budget and capacities still apply, best predicted customers first).
     """
     if len(frame) != np.shape(p_control)[0]:
         raise ValueError(f"frame has {len(frame)} rows, p_control {np.shape(p_control)[0]}")
     net, cost = net_values(p_control, p_arms, value, cfg.arms, cfg.value_horizon_months)
     uplift = np.asarray(p_control, dtype=float)[:, None] - np.asarray(p_arms, dtype=float)
     score = uplift if cfg.policy.objective == "churn_reduction" else net
-    return OfferScores(uplift=uplift, cost=cost, net=net, eligible=eligibility(frame, cfg.arms),
-                       score=score, min_score=offer_threshold(cfg))
+    eligible = eligibility(frame, cfg.arms)
+    if fixed_offer is not None:
+        eligible &= np.asarray(cfg.arm_names, dtype=object)[None, :] == fixed_offer
+    return OfferScores(uplift=uplift, cost=cost, net=net, eligible=eligible,
+                       score=score, min_score=offer_threshold(cfg, fixed_offer))
 
 
-def offer_threshold(cfg: ExperimentConfig) -> float:
-    """The score an offer must beat: ``policy.min_net_value``, or 0 for churn reduction."""
+def offer_threshold(cfg: ExperimentConfig, fixed_offer: str | None = None) -> float:
+    """The score an offer must beat: ``policy.min_net_value``, or 0 for churn reduction.
+
+    Under a fixed offer for everyone (``fixed_offer`` an arm's name) every eligible
+    customer gets it whatever its predicted score: the threshold is minus infinity.
+    """
+    if fixed_offer is not None and fixed_offer in cfg.arm_names:
+        return -math.inf
     return 0.0 if cfg.policy.objective == "churn_reduction" else float(cfg.policy.min_net_value)
 
 
@@ -488,6 +501,7 @@ def build_policy(
     budget: float | None = _DEFAULT,
     capacity: Mapping[str, int] | None = _DEFAULT,
     exact: bool = True,
+    fixed_offer: str | None = None,
 ) -> PolicyResult:
     """Recommend an offer (or none) per customer under the config's objective and limits.
 
@@ -508,12 +522,15 @@ def build_policy(
         capacity: Customers per offer name; default ``cfg.policy.capacity``, None for none.
         exact: False stops at the Lagrangian assignment (feasible, near-optimal, fast);
             see :func:`~uplift.optimize.assign_offers`.
+        fixed_offer: Nobody (the control's name) or one offer for every eligible
+            customer (an arm's name) instead of the predictions' choice; see
+            :func:`score_offers`.
 
     Returns:
         The recommended groups with their net value, uplift and cost.
     """
     names = cfg.arm_names
-    offers = score_offers(p_control, p_arms, value, frame, cfg)
+    offers = score_offers(p_control, p_arms, value, frame, cfg, fixed_offer)
     budget = cfg.policy.budget if budget is _DEFAULT else budget
     capacity = dict(cfg.policy.capacity) if capacity is _DEFAULT else dict(capacity or {})
     caps = capacity_list(capacity, names)

@@ -147,10 +147,12 @@ def _policy_section(training: TrainingResult) -> _Section:
     policy = training.holdout_policy
     limited = policy.budget is not None or bool(policy.capacity)
     return _Section(SECTIONS[2], [
-        Paragraph(f"Off-policy estimates of the policy the selected model recommends, on "
-                  f"{est.n:,} held-out randomized customers ({est.method} estimator with the "
-                  "design's known propensities). Churn reduction and net value are relative "
-                  "to giving nobody an offer."),
+        Paragraph(f"Off-policy estimates of choosing the policy the way this run did "
+                  f"(recommended: {training.recommended_label}), on {est.n:,} randomized "
+                  f"customers ({est.method} estimator with the design's known propensities). "
+                  "Each customer is valued under the policy the selection chose without "
+                  "them, so the estimate includes the selection. Churn reduction and net "
+                  "value are relative to giving nobody an offer."),
         est.table(),
         Paragraph("The recommended offers on the held-out rows"
                   + (", with the config's budget and capacities scaled to the held-out share "
@@ -496,6 +498,7 @@ def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: 
         ("customers", f"{dataset.n_rows:,}"),
         ("offers", ", ".join(cfg.arm_names)),
         ("selected learner", training.selected),
+        ("recommended policy", training.recommended_label),
         ("uplift version", __version__),
     ]
     sections = [

@@ -64,13 +64,19 @@ def logged_metric_names(arms: Iterable[str], *, allocation: bool = True,
     """What a run logs as MLflow metrics: the SPEC's names and the covariate-adjusted ones.
 
     The adjusted readout's names (``ate_<arm>_cuped``, ..., ``variance_reduction_<arm>``)
-    extend the SPEC's list; ``spec_metric_names`` stays exactly the SPEC's.
+    and the net value's interval (``POLICY_INTERVALS``) extend the SPEC's list;
+    ``spec_metric_names`` stays exactly the SPEC's.
     """
     from .adjustment import adjusted_metric_names
 
     arms = list(arms)
     return spec_metric_names(arms, allocation=allocation, baseline=baseline) | set(
-        adjusted_metric_names(arms))
+        adjusted_metric_names(arms)) | set(POLICY_INTERVALS)
+
+
+# The policy's net value interval, beside the churn reduction's that the SPEC names.
+POLICY_INTERVALS = ("policy_net_value_per_customer_ci_low",
+                    "policy_net_value_per_customer_ci_high")
 
 
 def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,15 @@ from .analysis import srm_pvalue
 from .config import ExperimentConfig
 from .data import Dataset
 from .errors import ConfigError, Problem
-from .evaluation import CandidateResult, decile_table, select, split_holdout, uplift_scores
+from .evaluation import (
+    EVERYONE,
+    NOBODY,
+    CandidateResult,
+    cross_folds,
+    decile_table,
+    everyone,
+    uplift_scores,
+)
 from .formatting import Paragraph, Table, money, number, pp, render_markdown
 from .learners import fit_threads, learner_settings
 from .models import (
@@ -41,8 +49,9 @@ from .models import (
     check_groups,
     churn_probabilities,
     group_shares,
+    uplift_column,
 )
-from .offpolicy import PolicyEstimate, evaluate_policy
+from .offpolicy import PolicyEstimate, PolicyRows, policy_rows
 from .policy import PolicyResult, budget_curve, build_policy, optimality_warning
 
 __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
@@ -52,6 +61,9 @@ __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
 # when it lived in this module still load.
 ENSEMBLE = "ensemble"
 BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
+# A model's policy is recommended over the best model-free one (nobody, one offer for
+# everyone) only when its estimated gain is at least this many standard errors.
+MARGIN_Z = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,13 @@ class TrainingResult:
     """The selected candidate's ``churn_risk`` and ``uplift_<arm>`` on the held-out rows."""
     shares: dict[str, float] = field(default_factory=dict)
     """The assignment probability per group the learners and estimates used."""
+    recommended: str = ""
+    """The recommended policy: the selected model's (its name), ``nobody`` or
+    ``everyone:<arm>``."""
+    folds: int = 1
+    """Cross-fitting folds (1: one held-out split)."""
+    selection_estimate: PolicyEstimate | None = None
+    """The recommended policy's estimate on the rows that chose it: optimistic."""
 
     @property
     def chosen(self) -> CandidateResult:
@@ -88,10 +107,10 @@ class TrainingResult:
         return pd.DataFrame(rows)
 
     def table(self) -> Table:
-        """Per candidate: Qini per offer, mean AUUC, its policy's held-out value, fit time."""
+        """Per candidate: Qini per offer, mean AUUC, its policy's value, fit time, status."""
         arms = list(self.model.arms)
-        header = ["learner", *(f"Qini {a}" for a in arms), "mean AUUC", "net value / customer",
-                  "churn reduction", "fit s", "status"]
+        header = ["candidate", *(f"Qini {a}" for a in arms), "mean AUUC",
+                  "net value / customer", "churn reduction", "fit s", "status"]
         rows, highlight = [], []
         for i, cand in enumerate(self.candidates):
             if not cand.ok:
@@ -99,25 +118,58 @@ class TrainingResult:
                              f"failed: {cand.error}"])
                 continue
             m = cand.metrics
-            selected = cand.learner == self.selected
-            if selected:
+            status = ("recommended" if cand.learner == self.recommended else
+                      "selected model" if cand.learner == self.selected else "ok")
+            if status != "ok":
                 highlight.append(i)
-            rows.append([cand.label, *(number(m.get(f"qini_{a}")) for a in arms),
-                         number(cand.mean_score("auuc")),
+            model = not cand.model_free
+            rows.append([cand.label if model else cand.display_name,
+                         *(number(m.get(f"qini_{a}")) if model else "" for a in arms),
+                         number(cand.mean_score("auuc")) if model else "",
                          money(m.get("policy_net_value_per_customer")),
-                         pp(m.get("policy_churn_reduction")), f"{cand.fit_seconds:.1f}",
-                         "selected" if selected else "ok"])
+                         pp(m.get("policy_churn_reduction")),
+                         f"{cand.fit_seconds:.1f}" if model else "", status])
+        where = ("out-of-fold predictions" if self.folds > 1 else "held-out rows")
         return Table.build(header, rows, numeric=range(1, len(header) - 1),
-                           highlight=highlight, title="Candidate learners (held-out rows)")
+                           highlight=highlight, title=f"Candidates ({where})")
 
     def paragraphs(self) -> list[Paragraph]:
-        """How the learner was chosen and where the figures come from."""
-        rule = ("mean held-out Qini over offers" if self.select_by == "qini"
-                else "held-out policy value")
-        return [Paragraph(
-            f"Selected {self.selected} by {self.select_by} ({rule}). Every figure is "
-            "measured on the held-out rows for the model fitted on the training rows; the "
-            "selected learner was then refitted on all rows.")]
+        """How the policy was chosen and where the figures come from."""
+        rule = ("mean Qini over offers" if self.select_by == "qini" else
+                "the doubly robust estimate of its policy's value")
+        if self.folds > 1:
+            where = (f"Every candidate was fitted {self.folds} times by cross-fitting, so "
+                     "every customer was scored by models that never saw them")
+            honest = ("each fold's customers valued under the policy this same rule chose "
+                      "from the other folds alone")
+        else:
+            where = ("Every candidate was fitted on the training rows and scored on the "
+                     "held-out rows")
+            honest = ("each half of the held-out rows valued under the policy this same "
+                      "rule chose from the other half alone")
+        paragraphs = [Paragraph(
+            f"{where}. The model was selected by {rule}: {self.selected}. The table's policy "
+            "values are those the choice was made on, so the winner's is optimistic; the "
+            f"policy estimate reported for the run is not: it comes from {honest}, which "
+            "includes the selection. The selected learner was then refitted on all rows.")]
+        if self.recommended != self.selected:
+            paragraphs.append(Paragraph(
+                f"The run recommends {self.recommended_label}: no model's policy beat it by "
+                f"{MARGIN_Z:g} standard error or more on the out-of-fold estimates. The "
+                "export applies it; the model's predictions are kept for reference.",
+                kind="warn"))
+        else:
+            paragraphs.append(Paragraph(
+                f"The run recommends the {self.selected} policy: it beats every policy that "
+                "needs no model (nobody, one offer for everyone) by at least "
+                f"{MARGIN_Z:g} standard error."))
+        return paragraphs
+
+    @property
+    def recommended_label(self) -> str:
+        """The recommended policy's name for people."""
+        cand = next((c for c in self.candidates if c.learner == self.recommended), None)
+        return cand.display_name if cand is not None else self.recommended
 
     def to_markdown(self) -> str:
         """How the learner was chosen, then the candidates as a Markdown table."""
@@ -164,16 +216,16 @@ def _scaled_limits(cfg: ExperimentConfig, share: float) -> tuple[float | None, d
 
 def train_models(dataset: Dataset, cfg: ExperimentConfig,
                  on_step: Callable[[str], None] | None = None) -> TrainingResult:
-    """Fit the config's candidate learners, select one, and estimate its policy.
+    """Cross-fit the config's candidate learners, choose a policy, and estimate it honestly.
 
     Args:
         dataset: The validated experiment data.
-        cfg: The experiment config (learners, base, params, test_size, seed, select_by,
-            policy).
+        cfg: The experiment config (learners, base, params, folds, test_size, seed,
+            select_by, ensemble, policy).
         on_step: Called with a short description as each step starts (progress).
 
     Returns:
-        The refitted chosen model and every candidate's held-out results.
+        The refitted chosen model and every candidate's out-of-fold results.
 
     Raises:
         ConfigError: net-value objective without a value column.
@@ -190,74 +242,103 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     X = dataset.frame[features]
     treatment = dataset.treatment
     churned = dataset.churned
-    train, test = split_holdout(treatment, churned, model_cfg.test_size, seed_split)
-    check_groups(treatment[train], churned[train], cfg.control, cfg.arm_names,
-                 source=dataset.source, column=f"column {dataset.treatment_column!r}")
-    X_train, X_test = X.iloc[train], X.iloc[test]
+    fold = cross_folds(treatment, churned, model_cfg.folds, model_cfg.test_size, seed_split)
+    n_folds = int(fold.max()) + 1
+    for k in range(n_folds):
+        check_groups(treatment[fold != k], churned[fold != k], cfg.control, cfg.arm_names,
+                     source=dataset.source, column=f"column {dataset.treatment_column!r}")
+    rows = np.flatnonzero(fold >= 0)  # every row, or the held-out share of one split
 
     threads = fit_threads()
     fits: dict[str, float] = {}
-    step("Fitting the churn-risk model")
+    of_folds = "" if n_folds == 1 else " (fold {k} of {n})"
+
+    # One outcome model, cross-fitted, augments every candidate's doubly robust
+    # estimate, so that candidates differ only where their policies do.
+    outcomes = {g: np.full(dataset.n_rows, np.nan) for g in cfg.groups}
+    risks: list[ChurnRiskModel] = []
     start = time.perf_counter()
-    risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X_train, treatment[train],
-                                                              churned[train])
+    for k in range(n_folds):
+        step("Fitting the churn-risk model" + of_folds.format(k=k + 1, n=n_folds))
+        fit, held = fold != k, fold == k
+        risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X[fit], treatment[fit],
+                                                                  churned[fit])
+        for g in cfg.groups:
+            outcomes[g][held] = risk.predict_proba(X[held], g)
+        risks.append(risk)
     fits["churn_risk"] = time.perf_counter() - start
-    # One outcome model augments every candidate's doubly robust estimate, so that
-    # candidates differ only where their policies do.
-    outcomes = {g: risk.predict_proba(X_test, g) for g in cfg.groups}
-    p_control = outcomes[cfg.control]
-    budget, capacity = _scaled_limits(cfg, len(test) / dataset.n_rows)
 
     candidates: list[CandidateResult] = []
-    fitted: dict[str, tuple[UpliftModel | EnsembleUpliftModel, PolicyResult, PolicyEstimate]] = {}
-    scored: dict[str, pd.DataFrame] = {}
-
-    def score(name: str, model: UpliftModel | EnsembleUpliftModel, uplift: pd.DataFrame,
-              seconds: float, members: tuple[str, ...] = (), started: float | None = None,
-              settings: dict | None = None) -> None:
-        policy, estimate = _holdout_policy(uplift, p_control, outcomes, dataset, cfg, test,
-                                           values, shares, budget, capacity)
-        metrics = uplift_scores(treatment[test], churned[test], uplift, cfg.control,
-                                cfg.arm_names)
-        metrics.update(policy_net_value_per_customer=estimate.net_value_per_customer.value,
-                       policy_churn_reduction=estimate.churn_reduction.value)
-        deciles = decile_table(treatment[test], churned[test], uplift, cfg.control,
-                               cfg.arm_names)
-        candidates.append(CandidateResult(name, metrics, deciles, seconds, members=members,
-                                          started=started, settings=settings or {}))
-        fitted[name] = (model, policy, estimate)
-        scored[name] = uplift
-
+    oof: dict[str, pd.DataFrame] = {}
+    last: dict[str, UpliftModel] = {}
     for name, seed in learner_seeds.items():
-        step(f"Fitting learner {name}")
         start, started = time.perf_counter(), time.time()
-        model = _uplift_model(name, dataset, cfg, shares, seed, threads)
         settings = learner_settings(name, cfg.model.base, cfg.model.params.get(name))
+        predicted = np.full((dataset.n_rows, len(cfg.arm_names)), np.nan)
         try:
-            model.fit(X_train, treatment[train], churned[train])
-            fits[name] = time.perf_counter() - start
-            uplift = model.predict(X_test)
+            for k in range(n_folds):
+                step(f"Fitting learner {name}" + of_folds.format(k=k + 1, n=n_folds))
+                fit, held = fold != k, fold == k
+                model = _uplift_model(name, dataset, cfg, shares, seed, threads)
+                model.fit(X[fit], treatment[fit], churned[fit])
+                predicted[held] = model.predict(X[held]).to_numpy(dtype=float)
         except LearnerError as exc:
             candidates.append(CandidateResult(name, error=str(exc), started=started,
                                               fit_seconds=time.perf_counter() - start,
                                               settings=settings))
             continue
-        score(name, model, uplift, time.perf_counter() - start, started=started,
-              settings=settings)
-
-    if not fitted:
+        fits[name] = time.perf_counter() - start
+        oof[name] = pd.DataFrame(predicted[rows], columns=[uplift_column(a)
+                                                           for a in cfg.arm_names])
+        last[name] = model
+        candidates.append(CandidateResult(name, fit_seconds=fits[name], started=started,
+                                          settings=settings))
+    if not oof:
         reasons = "; ".join(f"{c.learner}: {c.error}" for c in candidates)
         raise LearnerError(f"every candidate learner failed ({reasons})")
-    if model_cfg.ensemble and len(fitted) >= 2:
-        best = select(candidates, model_cfg.select_by, cfg.policy.objective, n=2)
-        members = [fitted[name][0] for name in best]
-        ensemble = EnsembleUpliftModel(members)
-        score(ENSEMBLE, ensemble, sum(scored[n] for n in best) / len(best), 0.0, tuple(best),
-              started=time.time(), settings={"members": " + ".join(best)})
-    selected = select(candidates, model_cfg.select_by, cfg.policy.objective)[0]
-    _, policy, estimate = fitted[selected]
-    optimality_warning(policy.assignment, "the held-out policy")
+
+    step("Choosing the policy")
+    judge = _Judge(dataset, cfg, rows, values, shares, {g: o[rows] for g, o in outcomes.items()},
+                   oof, ensemble=model_cfg.ensemble)
+    everywhere = np.ones(rows.size, dtype=bool)
+    best, chosen_key = judge.choose(everywhere)
+    selected, recommended = judge.name(best), judge.name(chosen_key)
+    # The estimate of what choosing this way earns: each fold's rows valued under the
+    # policy chosen on the other folds' rows alone.
+    selection_fold = (fold[rows] if n_folds > 1 else
+                      cross_folds(treatment[rows], churned[rows], 2, 0.5, seed_split))
+    picks = [judge.choose(selection_fold != k)[1] for k in range(int(selection_fold.max()) + 1)]
+    keys = list(dict.fromkeys(picks))
+    honest = PolicyRows.pick([judge.rows(p) for p in keys],
+                             np.array([keys.index(picks[k]) for k in selection_fold]))
+
+    pair = judge.best_pair(everywhere)
+    if pair is not None:
+        candidates.append(CandidateResult(
+            ENSEMBLE, members=pair, started=time.time(),
+            settings={"members": " + ".join(pair)}))
+    candidates.extend(CandidateResult(t, settings={"policy": t}) for t in judge.trivial)
+    scored = []
+    for cand in candidates:
+        if not cand.ok:
+            scored.append(cand)
+            continue
+        key = pair if cand.learner == ENSEMBLE else cand.learner
+        est = judge.rows(key).estimate()
+        metrics = {"policy_net_value_per_customer": est.net_value_per_customer.value,
+                   "policy_churn_reduction": est.churn_reduction.value}
+        deciles = None
+        if not cand.model_free:
+            uplift = judge.uplift(key)
+            metrics = {**uplift_scores(treatment[rows], churned[rows], uplift, cfg.control,
+                                       cfg.arm_names), **metrics}
+            deciles = decile_table(treatment[rows], churned[rows], uplift, cfg.control,
+                                   cfg.arm_names)
+        scored.append(replace(cand, metrics=metrics, deciles=deciles))
+    candidates = scored
     chosen = next(c for c in candidates if c.learner == selected)
+    policy = judge.policy(chosen_key, exact=True)
+    optimality_warning(policy.assignment, "the held-out policy")
 
     step(f"Refitting {selected} on all rows")
     start = time.perf_counter()
@@ -268,15 +349,140 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     start = time.perf_counter()
     final_risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X, treatment, churned)
     fits["refit_churn_risk"] = time.perf_counter() - start
-    trained = {name: RetentionModel(risk, model, features)
-               for name, (model, _, _) in fitted.items()}
+    trained = {name: RetentionModel(risks[-1], model, features) for name, model in last.items()}
+    if pair is not None:
+        trained[ENSEMBLE] = RetentionModel(risks[-1], EnsembleUpliftModel(
+            [last[m] for m in pair]), features)
     return TrainingResult(
-        model=RetentionModel(final_risk, final_uplift, features),
+        model=RetentionModel(final_risk, final_uplift, features,
+                             fixed_offer=judge.fixed_offer(recommended)),
         selected=selected, select_by=model_cfg.select_by, candidates=tuple(candidates),
-        holdout_policy=policy, policy_estimate=estimate, holdout_index=test,
+        holdout_policy=policy, policy_estimate=honest.estimate(), holdout_index=rows,
         candidate_models=trained, fit_seconds=fits,
-        holdout_scores=_with_risk(scored[selected], p_control), shares=shares,
+        holdout_scores=_with_risk(judge.uplift(best), judge.p_control), shares=shares,
+        recommended=recommended, folds=n_folds,
+        selection_estimate=judge.rows(chosen_key).estimate(),
     )
+
+
+class _Judge:
+    """Policies and their doubly robust row values from out-of-fold predictions.
+
+    Every candidate's policy is built for the evaluated rows from its out-of-fold
+    predictions and valued there once (cached); :meth:`choose` is the whole selection
+    rule on any subset of those rows, so it can be rerun fold by fold.
+    """
+
+    def __init__(self, dataset: Dataset, cfg: ExperimentConfig, rows: np.ndarray,
+                 values: np.ndarray, shares: Mapping[str, float],
+                 outcomes: Mapping[str, np.ndarray], oof: Mapping[str, pd.DataFrame],
+                 ensemble: bool):
+        self.cfg = cfg
+        self.rows_ = rows
+        self.frame = dataset.frame.iloc[rows]
+        self.treatment = dataset.treatment[rows]
+        self.churned = np.asarray(dataset.churned)[rows]
+        self.value = values[rows]
+        self.shares = shares
+        self.outcomes = outcomes
+        self.p_control = outcomes[cfg.control]
+        self.oof = oof
+        self.ensemble = ensemble and len(oof) >= 2
+        self.budget, self.capacity = _scaled_limits(cfg, len(rows) / dataset.n_rows)
+        self.trivial = [NOBODY, *(everyone(a) for a in cfg.arm_names)]
+        self._rows: dict[object, PolicyRows] = {}
+        self._qini: dict[object, dict[str, float]] = {}
+
+    def uplift(self, key: str | tuple[str, ...]) -> pd.DataFrame:
+        """Out-of-fold ``uplift_<arm>`` of a learner, or the mean of a pair's."""
+        if isinstance(key, tuple):
+            return sum(self.oof[m] for m in key) / len(key)
+        return self.oof[key]
+
+    @staticmethod
+    def name(key: str | tuple[str, ...]) -> str:
+        """A candidate's name: a learner's, a model-free policy's, or ``ensemble``."""
+        return ENSEMBLE if isinstance(key, tuple) else key
+
+    def fixed_offer(self, name: str) -> str | None:
+        """The fixed offer of a model-free policy (the control's name for nobody)."""
+        if name == NOBODY:
+            return self.cfg.control
+        return name[len(EVERYONE):] if name.startswith(EVERYONE) else None
+
+    def policy(self, key: str | tuple[str, ...], exact: bool = False) -> PolicyResult:
+        """The policy of a candidate for the evaluated rows.
+
+        A model-free policy orders customers (under a budget or capacity) by the mean
+        of every learner's predictions.
+        """
+        fixed = self.fixed_offer(key) if isinstance(key, str) else None
+        source = (tuple(self.oof) if len(self.oof) > 1 else next(iter(self.oof))
+                  ) if fixed is not None else key
+        _, p_arms = churn_probabilities(_with_risk(self.uplift(source), self.p_control),
+                                        self.cfg.arm_names)
+        return build_policy(self.p_control, p_arms, self.value, self.frame, self.cfg,
+                            budget=self.budget, capacity=self.capacity, exact=exact,
+                            fixed_offer=fixed)
+
+    def rows(self, key: str | tuple[str, ...]) -> PolicyRows:
+        """The doubly robust row values of a candidate's policy (cached)."""
+        if key not in self._rows:
+            cfg = self.cfg
+            self._rows[key] = policy_rows(
+                self.policy(key).offer, self.treatment, self.churned, self.value,
+                control=cfg.control, arms=cfg.arms, propensity=self.shares,
+                horizon_months=cfg.value_horizon_months, alpha=cfg.analysis.alpha,
+                predicted_churn=dict(self.outcomes))
+        return self._rows[key]
+
+    def score(self, key: str | tuple[str, ...], mask: np.ndarray) -> float:
+        """What ``select_by`` ranks on the rows of ``mask`` (higher is better)."""
+        if self.cfg.model.select_by == "qini" and key not in self.trivial:
+            cache = (key, mask.tobytes())
+            if cache not in self._qini:
+                self._qini[cache] = uplift_scores(
+                    self.treatment[mask], self.churned[mask],
+                    self.uplift(key)[mask].reset_index(drop=True), self.cfg.control,
+                    self.cfg.arm_names)
+            qini = [v for k, v in self._qini[cache].items() if k.startswith("qini_")]
+            return float(np.mean(qini))
+        return float(self.rows(key).values(self.cfg.policy.objective)[mask].mean())
+
+    def best_pair(self, mask: np.ndarray) -> tuple[str, ...] | None:
+        """The two best learners on ``mask`` (the ensemble's members), if ensembling."""
+        if not self.ensemble:
+            return None
+        ranked = sorted(self.oof, key=lambda n: self.score(n, mask), reverse=True)
+        return tuple(ranked[:2])
+
+    def choose(self, mask: np.ndarray) -> tuple[str | tuple[str, ...], str | tuple[str, ...]]:
+        """On the rows of ``mask``: the best model, and the policy to recommend (keys).
+
+        Offering nobody anything is the default. One offer for everyone replaces it,
+        and the best model's policy replaces that, only when its paired gain is at
+        least ``MARGIN_Z`` standard errors: the largest of several noisy estimates is
+        biased upward, and a policy that needs no model is the safer bet at a tie.
+        """
+        pair = self.best_pair(mask)
+        models: list[str | tuple[str, ...]] = [*self.oof, *([pair] if pair else [])]
+        best = max(models, key=lambda m: self.score(m, mask))
+        simple: str | tuple[str, ...] = NOBODY
+        for offer in sorted(self.trivial[1:], key=lambda t: -self.gain(t, NOBODY, mask)[0]):
+            mean, se = self.gain(offer, NOBODY, mask)
+            if mean > MARGIN_Z * se:
+                simple = offer
+                break
+        mean, se = self.gain(best, simple, mask)
+        return best, (best if mean > MARGIN_Z * se else simple)
+
+    def gain(self, key: str | tuple[str, ...], over: str | tuple[str, ...],
+             mask: np.ndarray) -> tuple[float, float]:
+        """Mean and standard error of ``key``'s row values minus ``over``'s on ``mask``."""
+        objective = self.cfg.policy.objective
+        diff = (self.rows(key).values(objective) - self.rows(over).values(objective))[mask]
+        se = float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else np.inf
+        return float(diff.mean()), se
 
 
 def holdout_budget_curve(training: TrainingResult, dataset: Dataset, cfg: ExperimentConfig,
@@ -324,22 +530,3 @@ def _uplift_model(name: str, dataset: Dataset, cfg: ExperimentConfig,
                        arms=cfg.arm_names, propensity=shares,
                        categorical=list(dataset.categorical), seed=seed, n_jobs=threads,
                        params=cfg.model.params.get(name))
-
-
-def _holdout_policy(uplift: pd.DataFrame, p_control: np.ndarray,
-                    outcomes: Mapping[str, np.ndarray], dataset: Dataset,
-                    cfg: ExperimentConfig, test: np.ndarray, values: np.ndarray,
-                    shares: Mapping[str, float], budget: float | None,
-                    capacity: dict[str, int]) -> tuple[PolicyResult, PolicyEstimate]:
-    """The policy a model recommends for the held-out rows, and its DR estimate there."""
-    _, p_arms = churn_probabilities(_with_risk(uplift, p_control), cfg.arm_names)
-    frame = dataset.frame.iloc[test]
-    policy = build_policy(p_control, p_arms, values[test], frame, cfg, budget=budget,
-                          capacity=capacity)
-    estimate = evaluate_policy(
-        policy.offer, dataset.treatment[test], dataset.churned[test], values[test],
-        control=cfg.control, arms=cfg.arms, propensity=shares,
-        horizon_months=cfg.value_horizon_months, alpha=cfg.analysis.alpha,
-        predicted_churn=dict(outcomes),
-    )
-    return policy, estimate

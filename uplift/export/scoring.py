@@ -144,7 +144,8 @@ class ScoringPlan:
                     f"missing or negative revenue{row(int(np.argmax(bad)))}"))
         else:
             value = np.zeros(len(frame))
-        offers = score_offers(p_control, p_arms, value, frame, self.cfg)
+        offers = score_offers(p_control, p_arms, value, frame, self.cfg,
+                              getattr(self.model, "fixed_offer", None))
         out = {self.id_column: ids.to_numpy(), HASH_COLUMN: hashes,
                "holdout": hashes < holdout_threshold(self.holdout), "churn_risk": p_control}
         for a, arm in enumerate(self.arms):
@@ -168,7 +169,7 @@ class Decisions:
         self.plan = plan
         cfg = plan.cfg
         self.limited = cfg.policy.budget is not None or bool(cfg.policy.capacity)
-        self.min_score = offer_threshold(cfg)
+        self.min_score = offer_threshold(cfg, getattr(plan.model, "fixed_offer", None))
         self.hashes: list[np.ndarray] = []
         self.choice: list[np.ndarray] = []
         self.key: list[np.ndarray] = []
