@@ -61,9 +61,6 @@ __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
 # when it lived in this module still load.
 ENSEMBLE = "ensemble"
 BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
-# A model's policy is recommended over the best model-free one (nobody, one offer for
-# everyone) only when its estimated gain is at least this many standard errors.
-MARGIN_Z = 1.0
 
 
 @dataclass(frozen=True)
@@ -154,15 +151,14 @@ class TrainingResult:
             "includes the selection. The selected learner was then refitted on all rows.")]
         if self.recommended != self.selected:
             paragraphs.append(Paragraph(
-                f"The run recommends {self.recommended_label}: no model's policy beat it by "
-                f"{MARGIN_Z:g} standard error or more on the out-of-fold estimates. The "
-                "export applies it; the model's predictions are kept for reference.",
+                f"The run recommends {self.recommended_label}: no model's policy had a higher "
+                "estimated value on the out-of-fold predictions. The export applies it; the "
+                "model's predictions are kept for reference.",
                 kind="warn"))
         else:
             paragraphs.append(Paragraph(
-                f"The run recommends the {self.selected} policy: it beats every policy that "
-                "needs no model (nobody, one offer for everyone) by at least "
-                f"{MARGIN_Z:g} standard error."))
+                f"The run recommends the {self.selected} policy: its estimated value beats "
+                "every policy that needs no model (nobody, one offer for everyone)."))
         return paragraphs
 
     @property
@@ -447,7 +443,7 @@ class _Judge:
                     self.cfg.arm_names)
             qini = [v for k, v in self._qini[cache].items() if k.startswith("qini_")]
             return float(np.mean(qini))
-        return float(self.rows(key).values(self.cfg.policy.objective)[mask].mean())
+        return self.worth(key, mask)
 
     def best_pair(self, mask: np.ndarray) -> tuple[str, ...] | None:
         """The two best learners on ``mask`` (the ensemble's members), if ensembling."""
@@ -459,30 +455,21 @@ class _Judge:
     def choose(self, mask: np.ndarray) -> tuple[str | tuple[str, ...], str | tuple[str, ...]]:
         """On the rows of ``mask``: the best model, and the policy to recommend (keys).
 
-        Offering nobody anything is the default. One offer for everyone replaces it,
-        and the best model's policy replaces that, only when its paired gain is at
-        least ``MARGIN_Z`` standard errors: the largest of several noisy estimates is
-        biased upward, and a policy that needs no model is the safer bet at a tie.
+        Offering nobody anything is the default. The best offer for everyone replaces
+        it, and the best model's policy replaces that, only when its estimated gain is
+        positive: at a tie the policy that needs less is the safer bet.
         """
         pair = self.best_pair(mask)
         models: list[str | tuple[str, ...]] = [*self.oof, *([pair] if pair else [])]
         best = max(models, key=lambda m: self.score(m, mask))
-        simple: str | tuple[str, ...] = NOBODY
-        for offer in sorted(self.trivial[1:], key=lambda t: -self.gain(t, NOBODY, mask)[0]):
-            mean, se = self.gain(offer, NOBODY, mask)
-            if mean > MARGIN_Z * se:
-                simple = offer
-                break
-        mean, se = self.gain(best, simple, mask)
-        return best, (best if mean > MARGIN_Z * se else simple)
+        simple = max(self.trivial[1:], key=lambda t: self.worth(t, mask))
+        if not self.worth(simple, mask) > 0:
+            simple = NOBODY
+        return best, (best if self.worth(best, mask) > self.worth(simple, mask) else simple)
 
-    def gain(self, key: str | tuple[str, ...], over: str | tuple[str, ...],
-             mask: np.ndarray) -> tuple[float, float]:
-        """Mean and standard error of ``key``'s row values minus ``over``'s on ``mask``."""
-        objective = self.cfg.policy.objective
-        diff = (self.rows(key).values(objective) - self.rows(over).values(objective))[mask]
-        se = float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else np.inf
-        return float(diff.mean()), se
+    def worth(self, key: str | tuple[str, ...], mask: np.ndarray) -> float:
+        """The objective's estimate (net value or churn reduction per customer) on ``mask``."""
+        return float(self.rows(key).values(self.cfg.policy.objective)[mask].mean())
 
 
 def holdout_budget_curve(training: TrainingResult, dataset: Dataset, cfg: ExperimentConfig,
