@@ -312,3 +312,17 @@ def test_a_held_out_policy_not_proven_optimal_is_warned_about(
     with pytest.warns(UpliftWarning, match=r"^the held-out policy: the offer assignment is "
                       r"not proven optimal; it is within 3 "):
         train_models(load_dataset(cfg), cfg)
+
+
+@pytest.mark.slow
+def test_the_reported_policy_intervals_cover_the_truth_selection_included(tmp_path: Path
+                                                                          ) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_selection_coverage import coverage, replicate
+
+    records = [replicate(4000, 500 + r, ["s", "t"], tmp_path) for r in range(50)]
+    table = coverage(records).set_index(["estimate", "metric"])["coverage"]
+    assert table["reported", "churn reduction"] >= 0.9
+    assert table["reported", "net value / customer"] >= 0.9

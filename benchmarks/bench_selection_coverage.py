@@ -1,0 +1,138 @@
+"""Coverage of the run's policy estimate, selection included, on simulated tests.
+
+Each replication simulates a randomized offer test (``uplift simulate``'s world), runs
+the whole of ``uplift.training.train_models`` on it (cross-fitting, selection among the
+learners, their ensemble and the model-free policies), and checks the reported 95 %
+intervals of the policy's churn reduction and net value per customer against the
+truth: the mean over the test's customers of the true per-customer effect of the policy
+the run recommends (the refitted model's, or the model-free one it chose), from the
+simulator's true churn probabilities. For contrast it also checks the figure the choice
+was made on (``selection_estimate``), which the run does not report as its estimate.
+
+Learners are small (40 trees per base model) so that hundreds of replications fit in
+minutes; coverage is a property of the estimate and the selection, not of the learners.
+
+    python benchmarks/bench_selection_coverage.py [--replications 200] [--sizes 20000 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from uplift.config import load_config
+from uplift.data import load_dataset
+from uplift.policy import build_policy, net_values
+from uplift.simulate import DEFAULT_ALLOCATION, simulate_customers
+from uplift.training import customer_values, train_models
+
+ARMS = [
+    {"name": "discount_20", "kind": "discount", "cost": {"revenue_share": 0.2, "months": 3}},
+    {"name": "free_upgrade", "kind": "free_upgrade", "cost": {"fixed": 6.0},
+     "eligible": {"plan": {"not_in": ["premium"]}}},
+    {"name": "webinar", "kind": "webinar", "cost": {"fixed": 1.5}},
+]
+GROUPS = ["control", *(a["name"] for a in ARMS)]
+SMALL = {"n_estimators": 40}
+METRICS = {"churn reduction": "churn_reduction", "net value / customer": "net_value_per_customer"}
+
+
+def config_mapping(path: Path, learners: list[str], seed: int) -> dict:
+    """A run's config on the simulated file: small learners, the package's defaults."""
+    return {
+        "name": "selection-coverage", "period": "2026-10",
+        "data": {"path": str(path), "value": "monthly_revenue",
+                 "categorical": ["plan", "contract", "region", "payment_method"]},
+        "arms": ARMS, "allocation": dict(DEFAULT_ALLOCATION),
+        "model": {"learners": learners, "seed": seed,
+                  "params": {name: dict(SMALL) for name in (*learners, "churn_risk")}},
+    }
+
+
+def replicate(rows: int, seed: int, learners: list[str], folder: Path) -> dict:
+    """One simulated test through ``train_models``: estimates, truths and the choice."""
+    sim = simulate_customers(rows, seed)
+    path = folder / f"test-{seed}.parquet"
+    sim.customers.to_parquet(path, index=False)
+    config = folder / f"config-{seed}.yaml"
+    config.write_text(yaml.safe_dump(config_mapping(path, learners, seed)))
+    cfg = load_config(config)
+    dataset = load_dataset(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = train_models(dataset, cfg)
+    frame = dataset.frame
+    p_control, p_arms = result.model.predict_churn(frame)
+    value = customer_values(dataset, cfg)
+    policy = build_policy(p_control, p_arms, value, frame, cfg,
+                          fixed_offer=result.model.fixed_offer)
+    truth = sim.truth.set_index("customer_id").loc[frame[cfg.data.id]]
+    p_true = truth[[f"p_churn_{g}" for g in GROUPS]].to_numpy()
+    net, _ = net_values(p_true[:, 0], p_true[:, 1:], value, cfg.arms, cfg.value_horizon_months)
+    choice = policy.assignment.choice
+    offered = np.flatnonzero(choice >= 0)
+    reduction = np.zeros(len(frame))
+    reduction[offered] = p_true[offered, 0] - p_true[offered, 1 + choice[offered]]
+    gained = np.zeros(len(frame))
+    gained[offered] = net[offered, choice[offered]]
+    out = {"recommended": result.recommended, "selected": result.selected,
+           "truth churn_reduction": reduction.mean(), "truth net_value_per_customer": gained.mean()}
+    for label, est in (("reported", result.policy_estimate),
+                       ("selection", result.selection_estimate)):
+        for attr in METRICS.values():
+            e = getattr(est, attr)
+            out[f"{label} {attr}"] = (e.value, e.ci_low, e.ci_high)
+    return out
+
+
+def coverage(records: list[dict]) -> pd.DataFrame:
+    """Per estimate and metric: coverage of the truth, mean CI width, mean bias."""
+    rows = []
+    for label in ("reported", "selection"):
+        for metric, attr in METRICS.items():
+            truth = np.array([r[f"truth {attr}"] for r in records])
+            est = np.array([r[f"{label} {attr}"] for r in records])
+            bias = est[:, 0] - truth
+            rows.append({"estimate": label, "metric": metric,
+                         "coverage": float(np.mean((est[:, 1] <= truth) & (truth <= est[:, 2]))),
+                         "mean CI width": float(np.mean(est[:, 2] - est[:, 1])),
+                         "mean bias": float(bias.mean()),
+                         "bias MC se": float(bias.std(ddof=1) / np.sqrt(len(bias)))})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--replications", type=int, default=200)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 50_000])
+    parser.add_argument("--learners", nargs="+", default=["s", "t", "uplift_forest"])
+    parser.add_argument("--seed", type=int, default=0)
+    opts = parser.parse_args()
+    for size in opts.sizes:
+        records, start = [], time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(opts.replications):
+                records.append(replicate(size, opts.seed + 10_000 * size + r, opts.learners,
+                                         Path(tmp)))
+        table = coverage(records)
+        picks = pd.Series([r["recommended"] for r in records]).value_counts()
+        print(f"\n{opts.replications} replications of {size:,} customers, learners "
+              f"{', '.join(opts.learners)} (+ ensemble, model-free policies), "
+              f"{time.perf_counter() - start:.0f} s; recommended: "
+              + ", ".join(f"{k} {v}" for k, v in picks.items()))
+        print("| estimate | metric | 95% coverage | mean CI width | mean bias (MC se) |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        for row in table.itertuples(index=False):
+            print(f"| {row[0]} | {row[1]} | {row[2]:.1%} | {row[3]:.4g} | {row[4]:+.4g} "
+                  f"({row[5]:.2g}) |")
+
+
+if __name__ == "__main__":
+    main()
