@@ -135,7 +135,7 @@ def test_offers_that_do_nothing_make_the_run_recommend_nobody(tmp_path: Path) ->
     assert result.recommended == "nobody"
     assert result.model.fixed_offer == cfg.control
     assert set(result.holdout_policy.offer) == {cfg.control}
-    assert "**The run recommends nobody: no model" in result.to_markdown()
+    assert "**The run recommends nobody: the selected model's policy" in result.to_markdown()
     # The estimate of choosing this way: nothing offered, nothing gained, nothing spent.
     assert result.policy_estimate.net_value_per_customer.value == pytest.approx(0.0, abs=1.0)
 

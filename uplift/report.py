@@ -350,7 +350,7 @@ def _plot_policy_mix(training: TrainingResult, path: Path) -> None:
     for ax in (left, right):
         ax.set_xticks(x, labels)
         ax.set_xlabel("recommended group")
-    fig.suptitle(f"Recommended policy on the held-out rows ({training.selected})")
+    fig.suptitle(f"Recommended policy on the held-out rows ({training.recommended_label})")
     _save(fig, path)
 
 

@@ -61,6 +61,10 @@ __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
 # when it lived in this module still load.
 ENSEMBLE = "ensemble"
 BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
+# A policy that makes offers must beat offering nobody by this many standard errors of
+# its estimate: the best of several noisy estimates is biased upward, and an offer
+# that only seems to pay costs money for certain.
+EVIDENCE_Z = 1.0
 
 
 @dataclass(frozen=True)
@@ -151,14 +155,16 @@ class TrainingResult:
             "includes the selection. The selected learner was then refitted on all rows.")]
         if self.recommended != self.selected:
             paragraphs.append(Paragraph(
-                f"The run recommends {self.recommended_label}: no model's policy had a higher "
-                "estimated value on the out-of-fold predictions. The export applies it; the "
-                "model's predictions are kept for reference.",
+                f"The run recommends {self.recommended_label}: the selected model's policy "
+                "did not beat it on the out-of-fold estimates, or not clearly (by "
+                f"{EVIDENCE_Z:g} standard error) beat offering nobody anything. The export "
+                "applies it; the model's predictions are kept for reference.",
                 kind="warn"))
         else:
             paragraphs.append(Paragraph(
                 f"The run recommends the {self.selected} policy: its estimated value beats "
-                "every policy that needs no model (nobody, one offer for everyone)."))
+                "every policy that needs no model (one offer for everyone), and beats "
+                f"offering nobody anything by at least {EVIDENCE_Z:g} standard error."))
         return paragraphs
 
     @property
@@ -455,17 +461,22 @@ class _Judge:
     def choose(self, mask: np.ndarray) -> tuple[str | tuple[str, ...], str | tuple[str, ...]]:
         """On the rows of ``mask``: the best model, and the policy to recommend (keys).
 
-        Offering nobody anything is the default. The best offer for everyone replaces
-        it, and the best model's policy replaces that, only when its estimated gain is
-        positive: at a tie the policy that needs less is the safer bet.
+        Offering nobody anything is the default: a policy that spends money replaces it
+        only when its estimated gain over it is at least ``EVIDENCE_Z`` standard errors.
+        Of the best model's policy and each offer for everyone, the one with the highest
+        estimate among those that pass is recommended.
         """
         pair = self.best_pair(mask)
         models: list[str | tuple[str, ...]] = [*self.oof, *([pair] if pair else [])]
         best = max(models, key=lambda m: self.score(m, mask))
-        simple = max(self.trivial[1:], key=lambda t: self.worth(t, mask))
-        if not self.worth(simple, mask) > 0:
-            simple = NOBODY
-        return best, (best if self.worth(best, mask) > self.worth(simple, mask) else simple)
+        passing = [key for key in [best, *self.trivial[1:]] if self.evident(key, mask)]
+        return best, max(passing, key=lambda k: self.worth(k, mask), default=NOBODY)
+
+    def evident(self, key: str | tuple[str, ...], mask: np.ndarray) -> bool:
+        """Is the policy's estimated gain over offering nobody at least ``EVIDENCE_Z`` SEs?"""
+        gain = self.rows(key).values(self.cfg.policy.objective)[mask]
+        se = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
+        return bool(gain.mean() > EVIDENCE_Z * se)
 
     def worth(self, key: str | tuple[str, ...], mask: np.ndarray) -> float:
         """The objective's estimate (net value or churn reduction per customer) on ``mask``."""
