@@ -150,9 +150,12 @@ class TrainingResult:
                       "rule chose from the other half alone")
         paragraphs = [Paragraph(
             f"{where}. The model was selected by {rule}: {self.selected}. The table's policy "
-            "values are those the choice was made on, so the winner's is optimistic; the "
-            f"policy estimate reported for the run is not: it comes from {honest}, which "
-            "includes the selection. The selected learner was then refitted on all rows.")]
+            "values are those the choice was made on, so the winner's is optimistic. The "
+            "policy estimate reported for the run is not: its objective figure comes from "
+            f"{honest}, which includes the selection (under the net-value objective the "
+            "churn and cost figures are the recommended policy's own out-of-fold "
+            "estimates, which the selection did not rank on). The selected learner was "
+            "then refitted on all rows.")]
         if self.recommended != self.selected:
             paragraphs.append(Paragraph(
                 f"The run recommends {self.recommended_label}: the selected model's policy "
@@ -359,12 +362,31 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         model=RetentionModel(final_risk, final_uplift, features,
                              fixed_offer=judge.fixed_offer(recommended)),
         selected=selected, select_by=model_cfg.select_by, candidates=tuple(candidates),
-        holdout_policy=policy, policy_estimate=honest.estimate(), holdout_index=rows,
+        holdout_policy=policy, holdout_index=rows,
+        policy_estimate=_reported(honest.estimate(), judge.rows(chosen_key).estimate(),
+                                  cfg.policy.objective),
         candidate_models=trained, fit_seconds=fits,
         holdout_scores=_with_risk(judge.uplift(best), judge.p_control), shares=shares,
         recommended=recommended, folds=n_folds,
         selection_estimate=judge.rows(chosen_key).estimate(),
     )
+
+
+def _reported(procedure: PolicyEstimate, own: PolicyEstimate, objective: str
+              ) -> PolicyEstimate:
+    """The estimate a run reports for its recommended policy.
+
+    The selection ranked candidates on the objective, so the winner's own estimate of
+    it is optimistic: under ``net_value`` the net value is the selection procedure's
+    estimate (each fold valued under the policy chosen without it). The churn and cost
+    figures are the recommended policy's own out-of-fold estimates: the selection did
+    not rank on them, and the procedure's, which mix the policies different folds
+    chose, would describe no one policy. Under ``churn_reduction`` every figure is the
+    procedure's, so that churn rate and reduction stay consistent.
+    """
+    if objective != "net_value":
+        return procedure
+    return replace(own, net_value_per_customer=procedure.net_value_per_customer)
 
 
 class _Judge:
