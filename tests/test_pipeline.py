@@ -64,7 +64,9 @@ def test_run_logs_every_spec_name_child_runs_and_registers(
     assert run.data.metrics["variance_reduction_discount_20"] > 0.02  # simulated covariates
     children = client.search_runs([run.info.experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
-    assert sorted(c.data.tags["learner"] for c in children) == ["ensemble", "s", "t"]
+    assert sorted(c.data.tags["learner"] for c in children) == [
+        "ensemble", "everyone:discount_20", "everyone:free_upgrade", "everyone:webinar",
+        "nobody", "s", "t"]
     assert all(c.info.status == "FINISHED" for c in children)
     version = client.get_model_version_by_alias("pipeline-model", "candidate")
     assert version.run_id == run_id
@@ -106,12 +108,19 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
     # Metrics read as people read them (6 significant digits at most).
     assert all(len(f"{v:.15g}".lstrip("-").replace(".", "").lstrip("0")) <= 6
                for v in run.data.metrics.values())
-    # Child runs are named for their learner, the selected one marked, and last their fit.
+    # Child runs are named for their candidate, the recommended one marked (and the
+    # selected model, when a model-free policy is recommended), and last their fit.
     names = [c.info.run_name for c in children]
-    assert len([n for n in names if n.endswith(" (selected)")]) == 1
-    plain = sorted(n.removesuffix(" (selected)") for n in names)
+    assert len([n for n in names if n.endswith(" (recommended)")]) == 1
+    plain = sorted(n.removesuffix(" (recommended)").removesuffix(" (selected)")
+                   for n in names)
     assert plain[:2] == ["S-learner", "T-learner"]
-    assert plain[2] in ("ensemble (s + t)", "ensemble (t + s)")  # the better one first
+    assert plain[3] in ("ensemble (s + t)", "ensemble (t + s)")  # the better one first
+    assert {plain[2], *plain[4:]} == {"nobody", "discount_20 for everyone",
+                                      "free_upgrade for everyone", "webinar for everyone"}
+    recommended = [c.data.tags["learner"] for c in children
+                   if c.data.tags["recommended"] == "True"]
+    assert recommended == [run.data.tags["recommended_policy"]]
     for child in children:
         m = child.data.metrics
         assert "policy_value" not in m
@@ -128,7 +137,11 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
     assert version.tags["data_sha256"] == run.data.tags["data_sha256"]
     assert float(version.tags["policy_churn_reduction"]) == pytest.approx(
         run.data.metrics["policy_churn_reduction"], rel=1e-5)
-    assert version.description.startswith(f"Period 2026-10, {label} ({selected}). "
+    assert version.tags["recommended_policy"] == run.data.tags["recommended_policy"]
+    says = ("" if run.data.tags["recommended_policy"] == selected else
+            f"; recommends {run.data.tags['recommended_policy']} instead (no model's policy "
+            "was clearly better)")
+    assert version.description.startswith(f"Period 2026-10, {label} ({selected}){says}. "
                                           "Recommended policy (held-out estimate)")
     assert run.data.tags["data_sha256"][:12] in version.description
     registered = client.get_registered_model("pipeline-model")

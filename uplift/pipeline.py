@@ -263,13 +263,16 @@ def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> 
     """
     for cand in training.candidates:
         selected = cand.learner == training.selected
-        tags = {"learner": cand.learner, "period": period, "selected": str(selected)}
+        recommended = cand.learner == training.recommended
+        tags = {"learner": cand.learner, "period": period, "selected": str(selected),
+                "recommended": str(recommended)}
         if cand.error:
             tags["error"] = cand.error[:5000]
         if cand.members:
             tags["members"] = "+".join(cand.members)
         tables = {"deciles.json": cand.deciles} if cand.deciles is not None else {}
-        run.log_child(cand.display_name + (" (selected)" if selected else ""), tags=tags,
+        suffix = " (recommended)" if recommended else " (selected)" if selected else ""
+        run.log_child(cand.display_name + suffix, tags=tags,
                       params={"learner": cand.learner, **cand.settings},
                       metrics={**cand.metrics, "fit_seconds": cand.fit_seconds},
                       tables=tables, started=cand.started, seconds=cand.fit_seconds)
