@@ -117,27 +117,28 @@ def test_the_candidates_table_names_every_candidate_and_marks_the_choice(
     assert frame.loc[frame["selected"], "learner"].tolist() == [result.selected]
 
 
-def test_offers_that_do_nothing_make_the_run_recommend_nobody(tmp_path: Path) -> None:
-    from uplift.simulate import simulate_customers
+def test_a_model_whose_policy_clearly_loses_gives_way_to_a_model_free_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = UpliftModel.predict
 
-    sim = simulate_customers(6000, seed=3).customers
-    # Shuffled groups: no offer changes anyone's churn, and every offer costs 40.
-    sim["arm"] = np.random.default_rng(0).permutation(sim["arm"].to_numpy())
-    path = tmp_path / "null.csv"
-    sim.to_csv(path, index=False)
-    mapping = simulated_config(customers=6000, seed=3)
-    for arm in mapping["arms"]:
-        arm["cost"] = {"fixed": 40.0}
-    mapping["data"].pop("simulate")
-    mapping["data"]["path"] = str(path)
-    cfg = load_config(config(tmp_path, mapping))
+    def discount_for_all(self: UpliftModel, X: object) -> object:
+        out = real(self, X)  # every learner believes the discount keeps half the base
+        return out.assign(uplift_discount_20=0.5, uplift_free_upgrade=0.0, uplift_webinar=0.0)
+
+    monkeypatch.setattr(UpliftModel, "predict", discount_for_all)
+    cfg = load_config(config(tmp_path, ensemble=False))
     result = train_models(load_dataset(cfg), cfg)
-    assert result.recommended == "nobody"
-    assert result.model.fixed_offer == cfg.control
-    assert set(result.holdout_policy.offer) == {cfg.control}
-    assert "**The run recommends nobody: the selected model's policy" in result.to_markdown()
-    # The estimate of choosing this way: nothing offered, nothing gained, nothing spent.
-    assert result.policy_estimate.net_value_per_customer.value == pytest.approx(0.0, abs=1.0)
+    assert result.recommended in MODEL_FREE
+    fixed = result.model.fixed_offer
+    assert fixed == (cfg.control if result.recommended == "nobody"
+                     else result.recommended.removeprefix("everyone:"))
+    values = {c.learner: c.metrics["policy_net_value_per_customer"] for c in result.candidates}
+    assert values[result.recommended] == max(values[m] for m in MODEL_FREE)
+    assert values[result.recommended] > values[result.selected]
+    offered = set(result.holdout_policy.offer) - {cfg.control}
+    assert offered == (set() if fixed == cfg.control else {fixed})
+    label = result.recommended_label
+    assert f"**The run recommends {label}: on the out-of-fold estimates" in result.to_markdown()
 
 
 def test_progress_steps_are_reported_in_order(tmp_path: Path) -> None:

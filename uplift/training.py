@@ -61,9 +61,8 @@ __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
 # when it lived in this module still load.
 ENSEMBLE = "ensemble"
 BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
-# A policy that makes offers must beat offering nobody by this many standard errors of
-# its estimate: the best of several noisy estimates is biased upward, and an offer
-# that only seems to pay costs money for certain.
+# A policy that needs no model replaces the best model's only when it beats it by this
+# many standard errors of the paired difference of their estimates.
 EVIDENCE_Z = 1.0
 
 
@@ -158,16 +157,16 @@ class TrainingResult:
             "then refitted on all rows.")]
         if self.recommended != self.selected:
             paragraphs.append(Paragraph(
-                f"The run recommends {self.recommended_label}: the selected model's policy "
-                "did not beat it on the out-of-fold estimates, or not clearly (by "
-                f"{EVIDENCE_Z:g} standard error) beat offering nobody anything. The export "
-                "applies it; the model's predictions are kept for reference.",
+                f"The run recommends {self.recommended_label}: on the out-of-fold estimates "
+                f"it beats the selected model's policy by at least {EVIDENCE_Z:g} standard "
+                "error. The export applies it; the model's predictions are kept for "
+                "reference.",
                 kind="warn"))
         else:
             paragraphs.append(Paragraph(
-                f"The run recommends the {self.selected} policy: its estimated value beats "
-                "every policy that needs no model (one offer for everyone), and beats "
-                f"offering nobody anything by at least {EVIDENCE_Z:g} standard error."))
+                f"The run recommends the {self.selected} policy: no policy that needs no "
+                "model (nobody, one offer for everyone) beats it by "
+                f"{EVIDENCE_Z:g} standard error or more."))
         return paragraphs
 
     @property
@@ -483,22 +482,21 @@ class _Judge:
     def choose(self, mask: np.ndarray) -> tuple[str | tuple[str, ...], str | tuple[str, ...]]:
         """On the rows of ``mask``: the best model, and the policy to recommend (keys).
 
-        Offering nobody anything is the default: a policy that spends money replaces it
-        only when its estimated gain over it is at least ``EVIDENCE_Z`` standard errors.
-        Of the best model's policy and each offer for everyone, the one with the highest
-        estimate among those that pass is recommended.
+        The best model's policy is recommended unless the best policy that needs no
+        model (nobody, or one offer for everyone) beats it by at least ``EVIDENCE_Z``
+        standard errors of their paired difference. At 20k customers one policy's net
+        value is estimated within tens of currency units per customer, so a small lead
+        of either kind is mostly noise; the model's policy, which the suite of worlds
+        finds well ahead in most of them, keeps the benefit of the doubt.
         """
         pair = self.best_pair(mask)
         models: list[str | tuple[str, ...]] = [*self.oof, *([pair] if pair else [])]
         best = max(models, key=lambda m: self.score(m, mask))
-        passing = [key for key in [best, *self.trivial[1:]] if self.evident(key, mask)]
-        return best, max(passing, key=lambda k: self.worth(k, mask), default=NOBODY)
-
-    def evident(self, key: str | tuple[str, ...], mask: np.ndarray) -> bool:
-        """Is the policy's estimated gain over offering nobody at least ``EVIDENCE_Z`` SEs?"""
-        gain = self.rows(key).values(self.cfg.policy.objective)[mask]
+        simple = max(self.trivial, key=lambda t: self.worth(t, mask))
+        gain = (self.rows(simple).values(self.cfg.policy.objective)
+                - self.rows(best).values(self.cfg.policy.objective))[mask]
         se = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
-        return bool(gain.mean() > EVIDENCE_Z * se)
+        return best, (simple if gain.mean() > EVIDENCE_Z * se else best)
 
     def worth(self, key: str | tuple[str, ...], mask: np.ndarray) -> float:
         """The objective's estimate (net value or churn reduction per customer) on ``mask``."""
