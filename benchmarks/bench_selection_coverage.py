@@ -121,6 +121,11 @@ def main() -> None:
             for r in range(opts.replications):
                 records.append(replicate(size, opts.seed + 10_000 * size + r, opts.learners,
                                          Path(tmp)))
+                if (r + 1) % 50 == 0 and r + 1 < opts.replications:
+                    so_far = coverage(records).set_index(["estimate", "metric"])["coverage"]
+                    print(f"  {size:,}: {r + 1} replications, reported coverage "
+                          + ", ".join(f"{m} {so_far['reported', m]:.1%}" for m in METRICS),
+                          flush=True)
         table = coverage(records)
         picks = pd.Series([r["recommended"] for r in records]).value_counts()
         print(f"\n{opts.replications} replications of {size:,} customers, learners "
