@@ -178,7 +178,7 @@ class PolicyEstimate:
 class PolicyRows:
     """Each row's influence values of a policy's estimates (see the module docs).
 
-    Kept per row so that estimates can be taken on any subset of the rows, and rows
+    Kept per row so that policies can be compared on any subset of the rows, and rows
     of different policies combined (the estimate of a selection procedure whose
     choice differs between folds), with the same intervals as :func:`evaluate_policy`.
 
@@ -205,12 +205,6 @@ class PolicyRows:
     def values(self, objective: str) -> np.ndarray:
         """Per row: net value (``net_value``) or churn reduction (``churn_reduction``)."""
         return self.net if objective == "net_value" else self.churn_no_offer - self.churn
-
-    def subset(self, mask: np.ndarray) -> PolicyRows:
-        """The rows where ``mask`` is true (or the positions it lists)."""
-        return replace(self, recommended=self.recommended[mask], churn=self.churn[mask],
-                       churn_no_offer=self.churn_no_offer[mask], cost=self.cost[mask],
-                       net=self.net[mask])
 
     @staticmethod
     def pick(parts: Sequence[PolicyRows], which: np.ndarray) -> PolicyRows:

@@ -1,12 +1,16 @@
-"""Fit every candidate learner, judge each on held-out rows, pick one, and refit it.
+"""Cross-fit every candidate learner, choose the policy to recommend, and estimate it honestly.
 
-The held-out rows are a seeded split stratified by group and outcome. Each
-candidate is scored there by causalml's Qini / AUUC per offer and by the value of
-the policy it would recommend, estimated doubly robustly with the design's
-assignment probabilities (see ``offpolicy.py``). A learner that fails is reported and
-skipped; only when every learner fails is it an error. The chosen learner is then
-refitted on all rows (more data, same procedure), while the reported held-out figures
-belong to the fit on the training rows.
+The rows are cut into seeded folds stratified by group and outcome (``model.folds``;
+one fold is the old single held-out split of ``model.test_size``). Every candidate and
+the churn-risk model are fitted once per fold on the other folds, so every customer
+gets predictions from models that never saw them. Each candidate is scored on those
+out-of-fold predictions by causalml's Qini / AUUC per offer and by the value of the
+policy it would recommend, estimated doubly robustly with the design's assignment
+probabilities (see ``offpolicy.py``); the policies that need no model (nobody, one
+offer for everyone) are candidates too. A learner that fails is reported and skipped;
+only when every learner fails is it an error. The selection rule is rerun fold by fold
+on the other folds' rows alone, so the reported estimate includes the selection. The
+chosen learner is then refitted on all rows.
 
 Assignment probabilities: the config's ``allocation`` when the group counts agree
 with it, else the observed shares. A sample-ratio mismatch (the check of
@@ -343,6 +347,7 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     chosen = next(c for c in candidates if c.learner == selected)
     policy = judge.policy(chosen_key, exact=True)
     optimality_warning(policy.assignment, "the held-out policy")
+    own = judge.rows(chosen_key).estimate()
 
     step(f"Refitting {selected} on all rows")
     start = time.perf_counter()
@@ -362,12 +367,11 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
                              fixed_offer=judge.fixed_offer(recommended)),
         selected=selected, select_by=model_cfg.select_by, candidates=tuple(candidates),
         holdout_policy=policy, holdout_index=rows,
-        policy_estimate=_reported(honest.estimate(), judge.rows(chosen_key).estimate(),
-                                  cfg.policy.objective),
+        policy_estimate=_reported(honest.estimate(), own, cfg.policy.objective),
         candidate_models=trained, fit_seconds=fits,
         holdout_scores=_with_risk(judge.uplift(best), judge.p_control), shares=shares,
         recommended=recommended, folds=n_folds,
-        selection_estimate=judge.rows(chosen_key).estimate(),
+        selection_estimate=own,
     )
 
 
@@ -401,7 +405,6 @@ class _Judge:
                  outcomes: Mapping[str, np.ndarray], oof: Mapping[str, pd.DataFrame],
                  ensemble: bool):
         self.cfg = cfg
-        self.rows_ = rows
         self.frame = dataset.frame.iloc[rows]
         self.treatment = dataset.treatment[rows]
         self.churned = np.asarray(dataset.churned)[rows]
