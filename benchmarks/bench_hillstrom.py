@@ -94,14 +94,17 @@ def raw_offers(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict[str, 
     p = {a: np.full(len(y), 0.5) for a in arms}
     p_new = {a: np.full(len(X_new), 0.5) for a in arms}
     value = test["monthly_value"].to_numpy() * HORIZON
+    def clf() -> LGBMClassifier:
+        return LGBMClassifier(verbose=-1, random_state=seed)
+
+    def reg() -> LGBMRegressor:
+        return LGBMRegressor(verbose=-1, random_state=seed)
+
     makers = {
-        "raw S (LightGBM)": lambda: BaseSClassifier(LGBMClassifier(verbose=-1,
-                                                                   random_state=seed)),
-        "raw T (LightGBM)": lambda: BaseTClassifier(LGBMClassifier(verbose=-1,
-                                                                   random_state=seed)),
-        "raw X (LightGBM)": lambda: BaseXClassifier(LGBMClassifier(verbose=-1, random_state=seed),
-                                                    LGBMRegressor(verbose=-1, random_state=seed)),
-        "raw DR (LightGBM)": lambda: BaseDRLearner(LGBMRegressor(verbose=-1, random_state=seed)),
+        "raw S (LightGBM)": lambda: BaseSClassifier(clf(), control_name="control"),
+        "raw T (LightGBM)": lambda: BaseTClassifier(clf(), control_name="control"),
+        "raw X (LightGBM)": lambda: BaseXClassifier(clf(), reg(), control_name="control"),
+        "raw DR (LightGBM)": lambda: BaseDRLearner(reg(), control_name="control"),
         "raw uplift forest": lambda: UpliftRandomForestClassifier(control_name="control",
                                                                   random_state=seed),
     }
