@@ -8,6 +8,12 @@ Choices made here, and why:
 - X, R and DR are always given the design's known propensities by the caller
   (``models.py``), so their propensity models are never fitted; the R learner gets a
   trivial propensity learner as a guard.
+- The S-learner is one outcome model on every group at once, the group given as
+  indicator columns (:class:`PooledSClassifier`): causalml's ``BaseSClassifier`` fits
+  one model per offer on that offer's and the control's rows, so each offer's effect
+  is learned from a fraction of the test and the structure the offers share (who is
+  at risk, who responds at all) is learned again for each. On the decision-quality
+  suite the pooled model earns more of the oracle's value than causalml's.
 - Base-model settings are tuned for effect estimation on tabular churn data: more
   regularized leaves than library defaults, because effects are a few points of
   churn and over-fitted outcome models turn noise into "uplift".
@@ -142,6 +148,46 @@ def learner_settings(name: LearnerName, base: BaseName, params: dict[str, Any] |
     return out
 
 
+class PooledSClassifier:
+    """S-learner over every group at once: one classifier, the group as indicators.
+
+    The effect of an offer is P(churn | offer) - P(churn | control) predicted by the
+    same model, causalml's sign; ``t_groups`` lists the offers in output order.
+    """
+
+    def __init__(self, learner: Any, control_name: str):
+        self.learner = learner
+        self.control_name = control_name
+
+    def _design(self, X: Any, group: Any) -> Any:
+        import numpy as np
+
+        group = np.asarray(group, dtype=object)
+        flags = np.column_stack([group == g for g in self.groups_]).astype(float)
+        return np.hstack([np.asarray(X, dtype=float), flags])
+
+    def fit(self, X: Any, treatment: Any, y: Any) -> PooledSClassifier:
+        """Fit the classifier on the features plus the group indicators."""
+        import numpy as np
+
+        treatment = np.asarray(treatment, dtype=object)
+        self.t_groups = np.array(sorted({str(t) for t in treatment} - {self.control_name}),
+                                 dtype=object)
+        self.groups_ = [self.control_name, *self.t_groups]
+        self.learner.fit(self._design(X, treatment), np.asarray(y))
+        return self
+
+    def predict(self, X: Any, verbose: bool = False) -> Any:
+        """Per offer (``t_groups`` order), the predicted change in P(churn)."""
+        import numpy as np
+
+        n = len(X)
+        base = self.learner.predict_proba(self._design(X, [self.control_name] * n))[:, 1]
+        return np.column_stack([
+            self.learner.predict_proba(self._design(X, [g] * n))[:, 1] - base
+            for g in self.t_groups])
+
+
 def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
                  n_jobs: int = 1, params: dict[str, Any] | None = None) -> Any:
     """An unfitted causalml learner for ``name`` on base models of ``base``.
@@ -168,14 +214,13 @@ def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
     from causalml.inference.meta import (
         BaseDRLearner,
         BaseRClassifier,
-        BaseSClassifier,
         BaseTClassifier,
         BaseXClassifier,
     )
 
     outcome = base_classifier(base, seed, n_jobs, **params)
     if name == "s":
-        return BaseSClassifier(learner=outcome, control_name=control)
+        return PooledSClassifier(learner=outcome, control_name=control)
     if name == "t":
         return BaseTClassifier(learner=outcome, control_name=control)
     effect = base_regressor(base, seed, n_jobs, effect=True)

@@ -65,8 +65,9 @@ __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
 # when it lived in this module still load.
 ENSEMBLE = "ensemble"
 BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
-# A policy that needs no model replaces the best model's only when it beats it by this
-# many standard errors of the paired difference of their estimates.
+# A model replaces the favourite (the first learner listed), and a policy that needs no
+# model replaces the best model's, only when it beats it by this many standard errors
+# of the paired difference of their estimates.
 EVIDENCE_Z = 1.0
 
 
@@ -485,21 +486,32 @@ class _Judge:
     def choose(self, mask: np.ndarray) -> tuple[str | tuple[str, ...], str | tuple[str, ...]]:
         """On the rows of ``mask``: the best model, and the policy to recommend (keys).
 
-        The best model's policy is recommended unless the best policy that needs no
-        model (nobody, or one offer for everyone) beats it by at least ``EVIDENCE_Z``
-        standard errors of their paired difference. At 20k customers one policy's net
-        value is estimated within tens of currency units per customer, so a small lead
-        of either kind is mostly noise; the model's policy, which the suite of worlds
-        finds well ahead in most of them, keeps the benefit of the doubt.
+        Under ``select_by: policy_value`` the first learner listed (that fitted) is the
+        favourite: another model, or the ensemble, replaces it only when its policy beats
+        the favourite's by at least ``EVIDENCE_Z`` standard errors of their paired
+        difference. The best model's policy is then recommended unless the best policy
+        that needs no model (nobody, or one offer for everyone) beats it by as much. At
+        20k customers one policy's net value is estimated within tens of currency units
+        per customer, so a small lead of any kind is mostly noise; ranking on it picks
+        the luckiest candidate, and the suite of worlds finds a fixed favourite ahead.
         """
         pair = self.best_pair(mask)
         models: list[str | tuple[str, ...]] = [*self.oof, *([pair] if pair else [])]
         best = max(models, key=lambda m: self.score(m, mask))
+        favourite = next(iter(self.oof))
+        if (self.cfg.model.select_by != "qini" and best != favourite
+                and not self._beats(best, favourite, mask)):
+            best = favourite
         simple = max(self.trivial, key=lambda t: self.worth(t, mask))
-        gain = (self.rows(simple).values(self.cfg.policy.objective)
-                - self.rows(best).values(self.cfg.policy.objective))[mask]
+        return best, (simple if self._beats(simple, best, mask) else best)
+
+    def _beats(self, key: str | tuple[str, ...], other: str | tuple[str, ...],
+               mask: np.ndarray) -> bool:
+        """Whether ``key``'s policy beats ``other``'s by ``EVIDENCE_Z`` paired standard errors."""
+        objective = self.cfg.policy.objective
+        gain = (self.rows(key).values(objective) - self.rows(other).values(objective))[mask]
         se = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
-        return best, (simple if gain.mean() > EVIDENCE_Z * se else best)
+        return bool(gain.mean() > EVIDENCE_Z * se)
 
     def worth(self, key: str | tuple[str, ...], mask: np.ndarray) -> float:
         """The objective's estimate (net value or churn reduction per customer) on ``mask``."""
