@@ -65,10 +65,13 @@ __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
 # when it lived in this module still load.
 ENSEMBLE = "ensemble"
 BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
-# A model replaces the favourite (the first learner listed), and a policy that needs no
-# model replaces the best model's, only when it beats it by this many standard errors
-# of the paired difference of their estimates.
+# A policy that needs no model replaces the best model's only when it beats it by this
+# many standard errors of the paired difference of their estimates.
 EVIDENCE_Z = 1.0
+# A rival model replaces the favourite (the first learner listed) only when it beats it
+# by this many: several rivals each get a chance, and with four of them a lead of one
+# standard error happens by luck about half the time.
+RIVAL_Z = 2.0
 
 
 @dataclass(frozen=True)
@@ -488,9 +491,10 @@ class _Judge:
 
         Under ``select_by: policy_value`` the first learner listed (that fitted) is the
         favourite: another model, or the ensemble, replaces it only when its policy beats
-        the favourite's by at least ``EVIDENCE_Z`` standard errors of their paired
+        the favourite's by at least ``RIVAL_Z`` standard errors of their paired
         difference. The best model's policy is then recommended unless the best policy
-        that needs no model (nobody, or one offer for everyone) beats it by as much. At
+        that needs no model (nobody, or one offer for everyone) beats it by
+        ``EVIDENCE_Z``. At
         20k customers one policy's net value is estimated within tens of currency units
         per customer, so a small lead of any kind is mostly noise; ranking on it picks
         the luckiest candidate, and the suite of worlds finds a fixed favourite ahead.
@@ -500,18 +504,18 @@ class _Judge:
         best = max(models, key=lambda m: self.score(m, mask))
         favourite = next(iter(self.oof))
         if (self.cfg.model.select_by != "qini" and best != favourite
-                and not self._beats(best, favourite, mask)):
+                and not self._beats(best, favourite, mask, RIVAL_Z)):
             best = favourite
         simple = max(self.trivial, key=lambda t: self.worth(t, mask))
         return best, (simple if self._beats(simple, best, mask) else best)
 
     def _beats(self, key: str | tuple[str, ...], other: str | tuple[str, ...],
-               mask: np.ndarray) -> bool:
-        """Whether ``key``'s policy beats ``other``'s by ``EVIDENCE_Z`` paired standard errors."""
+               mask: np.ndarray, z: float = EVIDENCE_Z) -> bool:
+        """Whether ``key``'s policy beats ``other``'s by ``z`` paired standard errors."""
         objective = self.cfg.policy.objective
         gain = (self.rows(key).values(objective) - self.rows(other).values(objective))[mask]
         se = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
-        return bool(gain.mean() > EVIDENCE_Z * se)
+        return bool(gain.mean() > z * se)
 
     def worth(self, key: str | tuple[str, ...], mask: np.ndarray) -> float:
         """The objective's estimate (net value or churn reduction per customer) on ``mask``."""
