@@ -26,6 +26,8 @@ import os
 import time
 from typing import Any, Literal
 
+import numpy as np
+
 from .config import LEARNERS, LearnerName
 
 # forestci (imported by causalml's trees) logs an error when the optional duecredit
@@ -159,33 +161,30 @@ class PooledSClassifier:
         self.learner = learner
         self.control_name = control_name
 
-    def _design(self, X: Any, group: Any) -> Any:
-        import numpy as np
-
-        group = np.asarray(group, dtype=object)
-        flags = np.column_stack([group == g for g in self.groups_]).astype(float)
-        return np.hstack([np.asarray(X, dtype=float), flags])
-
     def fit(self, X: Any, treatment: Any, y: Any) -> PooledSClassifier:
         """Fit the classifier on the features plus the group indicators."""
-        import numpy as np
-
         treatment = np.asarray(treatment, dtype=object)
         self.t_groups = np.array(sorted({str(t) for t in treatment} - {self.control_name}),
                                  dtype=object)
         self.groups_ = [self.control_name, *self.t_groups]
-        self.learner.fit(self._design(X, treatment), np.asarray(y))
+        self.learner.fit(with_group_flags(X, treatment, self.groups_), np.asarray(y))
         return self
 
     def predict(self, X: Any, verbose: bool = False) -> Any:
         """Per offer (``t_groups`` order), the predicted change in P(churn)."""
-        import numpy as np
+        def churn(group: str) -> np.ndarray:
+            flags = with_group_flags(X, np.full(len(X), group, dtype=object), self.groups_)
+            return self.learner.predict_proba(flags)[:, 1]
 
-        n = len(X)
-        base = self.learner.predict_proba(self._design(X, [self.control_name] * n))[:, 1]
-        return np.column_stack([
-            self.learner.predict_proba(self._design(X, [g] * n))[:, 1] - base
-            for g in self.t_groups])
+        base = churn(self.control_name)
+        return np.column_stack([churn(g) - base for g in self.t_groups])
+
+
+def with_group_flags(matrix: Any, group: Any, groups: list[str]) -> np.ndarray:
+    """The feature matrix with one 0/1 column per group of ``groups`` (row's ``group``)."""
+    group = np.asarray(group, dtype=object)
+    flags = np.column_stack([group == g for g in groups]).astype(float)
+    return np.hstack([np.asarray(matrix, dtype=float), flags])
 
 
 def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,

@@ -29,6 +29,7 @@ from .learners import (
     LearnerName,
     base_classifier,
     make_learner,
+    with_group_flags,
 )
 
 MIN_ROWS_PER_GROUP = 50
@@ -287,8 +288,7 @@ class ChurnRiskModel(BaseEstimator):
         return self
 
     def _design(self, matrix: np.ndarray, treatment: np.ndarray) -> np.ndarray:
-        indicators = np.column_stack([treatment == g for g in self.groups_]).astype(float)
-        return np.hstack([matrix, indicators])
+        return with_group_flags(matrix, treatment, self.groups_)
 
     def predict_proba(self, X: pd.DataFrame, group: str | None = None) -> np.ndarray:
         """P(churn | group) per row; the control group by default."""

@@ -494,10 +494,10 @@ class _Judge:
         the favourite's by at least ``RIVAL_Z`` standard errors of their paired
         difference. The best model's policy is then recommended unless the best policy
         that needs no model (nobody, or one offer for everyone) beats it by
-        ``EVIDENCE_Z``. At
-        20k customers one policy's net value is estimated within tens of currency units
-        per customer, so a small lead of any kind is mostly noise; ranking on it picks
-        the luckiest candidate, and the suite of worlds finds a fixed favourite ahead.
+        ``EVIDENCE_Z``. At 20k customers one policy's net value is estimated within tens
+        of currency units per customer, so a small lead of any kind is mostly noise;
+        ranking on it picks the luckiest candidate, and the suite of worlds finds a fixed
+        favourite ahead.
         """
         pair = self.best_pair(mask)
         models: list[str | tuple[str, ...]] = [*self.oof, *([pair] if pair else [])]
