@@ -317,3 +317,30 @@ def test_a_notebook_run_can_keep_the_report_elsewhere_or_only_in_mlflow(
     client = open_client(uri)
     logged = client.get_run(again.run_id).data.metrics
     assert logged["ate_webinar_cuped"] == pytest.approx(again.metrics["ate_webinar_cuped"])
+
+
+def test_an_unproven_policy_is_replaced_by_nobody_and_the_run_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path, data={"simulate": {"customers": 3000, "seed": 8},
+                                 "value": "monthly_revenue"},
+                 model={"learners": ["s"], "ensemble": False, "params": small_params("s")},
+                 policy={"require_ci_above_zero": True})
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    result = CliRunner().invoke(cli, ["run", "config.yaml", "--tracking-uri", uri])
+    assert result.exit_code == 0, (result.output, result.exception)
+    said = [line for line in result.stdout.splitlines()
+            if line.startswith("Recommended policy: nobody (the policy this run would "
+                               "otherwise recommend has an estimated net value of ")]
+    assert len(said) == 1
+    assert "an interval that reaches zero; the export applies it)" in said[0]
+    client = open_client(uri)
+    run = client.get_run(result.stdout.strip().splitlines()[-1].removeprefix("run_id: "))
+    assert run.data.tags["recommended_policy"] == "nobody"
+    assert run.data.tags["recommended_because"] == "unproven"
+    assert run.data.metrics["policy_net_value_per_customer"] == 0.0
+    assert run.data.metrics["policy_churn_reduction"] == 0.0
+    version = client.get_model_version("pipeline-model", "1")
+    assert version.tags["recommended_policy"] == "nobody"
+    assert "; recommends nobody instead (the policy this run would" in version.description

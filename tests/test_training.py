@@ -327,3 +327,42 @@ def test_the_reported_policy_intervals_cover_the_truth_selection_included(tmp_pa
     table = coverage(records).set_index(["estimate", "metric"])["coverage"]
     assert table["reported", "churn reduction"] >= 0.9
     assert table["reported", "net value / customer"] >= 0.9
+
+
+def _guarded(tmp_path: Path, guard: bool, customers: int = 3000, **policy: object) -> object:
+    mapping = simulated_config(customers=customers, learners=("s",),
+                               policy={"require_ci_above_zero": guard, **policy})
+    mapping["model"]["ensemble"] = False
+    path = tmp_path / f"guard-{guard}.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    cfg = load_config(path)
+    return train_models(load_dataset(cfg), cfg)
+
+
+def test_a_policy_whose_interval_reaches_zero_gives_way_to_nobody(tmp_path: Path) -> None:
+    free = _guarded(tmp_path, False)
+    est = free.policy_estimate.net_value_per_customer
+    assert est.ci_low < 0 < est.ci_high  # 3,000 customers cannot tell it from nothing
+    guarded = _guarded(tmp_path, True)
+    assert guarded.recommended == "nobody"
+    assert guarded.reason == "unproven"
+    assert guarded.model.fixed_offer == "control"
+    assert guarded.declined_estimate == free.policy_estimate
+    reported = guarded.policy_estimate
+    assert reported.net_value_per_customer.value == 0.0
+    assert reported.net_value_per_customer.ci_high == 0.0
+    assert reported.churn_reduction.value == 0.0
+    assert set(guarded.holdout_policy.offer) == {"control"}
+    text = guarded.to_markdown()
+    assert f"[{est.ci_low:,.2f}, {est.ci_high:,.2f}] per customer" in text
+    assert "policy.require_ci_above_zero" in text
+
+
+def test_a_policy_whose_interval_lies_above_zero_is_kept(tmp_path: Path) -> None:
+    # The churn reduction of the best offers is known far more precisely than net value.
+    free = _guarded(tmp_path, False, 20000, objective="churn_reduction")
+    assert free.policy_estimate.churn_reduction.ci_low > 0
+    guarded = _guarded(tmp_path, True, 20000, objective="churn_reduction")
+    assert (guarded.recommended, guarded.reason) == (free.recommended, free.reason)
+    assert guarded.policy_estimate == free.policy_estimate
+    assert guarded.declined_estimate is None

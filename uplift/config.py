@@ -173,6 +173,8 @@ class PolicyConfig(_Model):
     capacity: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     min_net_value: float = 0.0
     holdout: float = Field(default=0.05, ge=0, lt=1)
+    require_ci_above_zero: bool = False
+    """Recommend offers only when the honest interval of the objective lies above zero."""
 
 
 class CupedConfig(_Model):

@@ -52,6 +52,8 @@ class RunResult:
     baseline_source: str
     recommended: str = ""
     """A policy that needs no model, when the run recommends one instead of the model's."""
+    why_recommended: str = ""
+    """Why it does, for people."""
     seconds: dict[str, float] = field(default_factory=dict)
     rct: RctResult | None = None
     """The readout, with its covariate-adjusted effects when there are some."""
@@ -69,8 +71,8 @@ class RunResult:
                  *([adjusted] if adjusted else []),
                  f"Selected learner: {self.selected_learner}; registered {self.model_name} "
                  f"version {self.model_version} as 'candidate'",
-                 *([f"Recommended policy: {self.recommended} (no model's policy was clearly "
-                    "better; the export applies it)"] if self.recommended else []),
+                 *([f"Recommended policy: {self.recommended} ({self.why_recommended}; the "
+                    "export applies it)"] if self.recommended else []),
                  *outcome_lines(self.metrics, self.baseline_source),
                  f"Report: {self.report_path}"]
         t = self.seconds
@@ -195,7 +197,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         seconds["models"] = time.perf_counter() - start
         seconds["fits"] = sum(training.fit_seconds.values())
         run.set_tags({"selected_learner": training.selected,
-                      "recommended_policy": training.recommended})
+                      "recommended_policy": training.recommended,
+                      "recommended_because": training.reason or "selected model"})
         baseline, baseline_source = tracking.find_baseline(client, experiment_id,
                                                            baseline_period, cfg)
         metrics = collect_metrics(rct, training, baseline)
@@ -242,7 +245,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         run_id=run.run_id, experiment_id=experiment_id, tracking_uri=uri,
         period=str(cfg.period), selected_learner=training.selected,
         recommended=training.recommended_label if training.recommended != training.selected
-        else "", model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
+        else "", why_recommended=training.why_recommended,
+        model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
         report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
         "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
     )
@@ -294,8 +298,7 @@ def _recommends(training: TrainingResult) -> str:
     """``; recommends <policy> ...`` when a model-free policy was recommended, else ``""``."""
     if training.recommended == training.selected:
         return ""
-    return (f"; recommends {training.recommended_label} instead (no model's policy was "
-            "clearly better)")
+    return f"; recommends {training.recommended_label} instead ({training.why_recommended})"
 
 
 def _version_description(cfg: ExperimentConfig, training: TrainingResult,

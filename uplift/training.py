@@ -99,6 +99,14 @@ class TrainingResult:
     """Cross-fitting folds (1: one held-out split)."""
     selection_estimate: PolicyEstimate | None = None
     """The recommended policy's estimate on the rows that chose it: optimistic."""
+    reason: str = ""
+    """Why a policy that needs no model is recommended: ``beaten`` (it beat the model's
+    policy) or ``unproven`` (the interval of the procedure's estimate reached zero under
+    ``policy.require_ci_above_zero``); ``""`` when the selected model's is."""
+    declined_estimate: PolicyEstimate | None = None
+    """Under ``unproven``: the honest estimate of the policy the run declined."""
+    objective: str = "net_value"
+    """What the policy maximises: ``net_value`` or ``churn_reduction``."""
 
     @property
     def chosen(self) -> CandidateResult:
@@ -163,7 +171,14 @@ class TrainingResult:
             "churn and cost figures are the recommended policy's own out-of-fold "
             "estimates, which the selection did not rank on). The selected learner was "
             "then refitted on all rows.")]
-        if self.recommended != self.selected:
+        if self.reason == "unproven":
+            paragraphs.append(Paragraph(
+                f"The run recommends {self.recommended_label}: {self.declined_text}, and "
+                "policy.require_ci_above_zero asks for offers only when that interval lies "
+                "above zero. The export applies it; the model's predictions are kept for "
+                "reference.",
+                kind="warn"))
+        elif self.recommended != self.selected:
             paragraphs.append(Paragraph(
                 f"The run recommends {self.recommended_label}: on the out-of-fold estimates "
                 f"it beats the selected model's policy by at least {EVIDENCE_Z:g} standard "
@@ -176,6 +191,29 @@ class TrainingResult:
                 "model (nobody, one offer for everyone) beats it by "
                 f"{EVIDENCE_Z:g} standard error or more."))
         return paragraphs
+
+    @property
+    def declined_text(self) -> str:
+        """The declined policy's honest estimate of the objective with its CI, for people."""
+        est = self.declined_estimate
+        if est is None:
+            return ""
+        if self.objective == "net_value":
+            what, fmt, unit = "net value", money, " per customer"
+            figure = est.net_value_per_customer
+        else:
+            what, fmt, unit = "churn reduction", pp, ""
+            figure = est.churn_reduction
+        return (f"the policy this run would otherwise recommend has an estimated {what} of "
+                f"{fmt(figure.value)} [{fmt(figure.ci_low)}, {fmt(figure.ci_high)}]{unit}, "
+                "selection included, an interval that reaches zero")
+
+    @property
+    def why_recommended(self) -> str:
+        """Why the run recommends a policy that needs no model, for people ("" if not)."""
+        if self.reason == "unproven":
+            return self.declined_text
+        return "no model's policy was clearly better" if self.reason else ""
 
     @property
     def recommended_label(self) -> str:
@@ -323,6 +361,19 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     keys = list(dict.fromkeys(picks))
     honest = PolicyRows.pick([judge.rows(p) for p in keys],
                              np.array([keys.index(picks[k]) for k in selection_fold]))
+    reason = "" if recommended == selected else "beaten"
+    declined = None
+    if cfg.policy.require_ci_above_zero and recommended != NOBODY:
+        objective = ("net_value_per_customer" if cfg.policy.objective == "net_value"
+                     else "churn_reduction")
+        if not getattr(honest.estimate(), objective).ci_low > 0:
+            # Nobody's value relative to nobody is exactly zero on any rows, so the
+            # estimate reported for it owes nothing to this choice.
+            declined = _reported(honest.estimate(), judge.rows(chosen_key).estimate(),
+                                 cfg.policy.objective)
+            chosen_key = recommended = NOBODY
+            reason = "unproven"
+            honest = judge.rows(NOBODY)
 
     pair = judge.best_pair(everywhere)
     if pair is not None:
@@ -375,7 +426,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         candidate_models=trained, fit_seconds=fits,
         holdout_scores=_with_risk(judge.uplift(best), judge.p_control), shares=shares,
         recommended=recommended, folds=n_folds,
-        selection_estimate=own,
+        selection_estimate=own, reason=reason, declined_estimate=declined,
+        objective=cfg.policy.objective,
     )
 
 
