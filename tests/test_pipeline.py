@@ -125,6 +125,16 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
         m = child.data.metrics
         assert "policy_value" not in m
         assert "policy_net_value_per_customer" in m
+        low, high = (m[f"policy_net_value_per_customer_ci_{e}"] for e in ("low", "high"))
+        assert low < m["policy_net_value_per_customer"] < high or low == high == 0.0
+        note_text = child.data.tags["mlflow.note.content"]
+        assert note_text.startswith(f"**{child.info.run_name.split(' (')[0]}")
+        shown = re.search(r"net value (\S+) \[(\S+), (\S+)\] per customer", note_text)
+        assert shown is not None
+        assert [float(x.replace(",", "")) for x in shown.groups()] == pytest.approx(
+            [m["policy_net_value_per_customer"], low, high], abs=0.006)
+        assert ("fit_seconds" in m) != (child.data.tags["learner"] in (
+            "nobody", "everyone:discount_20", "everyone:free_upgrade", "everyone:webinar"))
         assert child.data.params["learner"] == child.data.tags["learner"]
         if child.data.tags["learner"] == "t":
             assert child.data.params["outcome.n_estimators"] == "40"  # from model.params

@@ -269,7 +269,8 @@ def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> 
         selected = cand.learner == training.selected
         recommended = cand.learner == training.recommended
         tags = {"learner": cand.learner, "period": period, "selected": str(selected),
-                "recommended": str(recommended)}
+                "recommended": str(recommended),
+                "mlflow.note.content": training.candidate_note(cand)}
         if cand.error:
             tags["error"] = cand.error[:5000]
         if cand.members:
@@ -278,7 +279,8 @@ def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> 
         suffix = " (recommended)" if recommended else " (selected)" if selected else ""
         run.log_child(cand.display_name + suffix, tags=tags,
                       params={"learner": cand.learner, **cand.settings},
-                      metrics={**cand.metrics, "fit_seconds": cand.fit_seconds},
+                      metrics={**cand.metrics,
+                               **({} if cand.model_free else {"fit_seconds": cand.fit_seconds})},
                       tables=tables, started=cand.started, seconds=cand.fit_seconds)
 
 

@@ -134,8 +134,7 @@ class TrainingResult:
                              f"failed: {cand.error}"])
                 continue
             m = cand.metrics
-            status = ("recommended" if cand.learner == self.recommended else
-                      "selected model" if cand.learner == self.selected else "ok")
+            status = self.status(cand)
             if status != "ok":
                 highlight.append(i)
             model = not cand.model_free
@@ -191,6 +190,35 @@ class TrainingResult:
                 "model (nobody, one offer for everyone) beats it by "
                 f"{EVIDENCE_Z:g} standard error or more."))
         return paragraphs
+
+    def status(self, cand: CandidateResult) -> str:
+        """``recommended``, ``selected model``, ``ok`` or ``failed: <why>``."""
+        if not cand.ok:
+            return f"failed: {cand.error}"
+        return ("recommended" if cand.learner == self.recommended else
+                "selected model" if cand.learner == self.selected else "ok")
+
+    def candidate_note(self, cand: CandidateResult) -> str:
+        """What one candidate is and what its policy earned, for its child run."""
+        what = ("A policy that needs no model" if cand.model_free else
+                f"The mean of the {' and '.join(cand.members)} learners' out-of-fold "
+                "predictions" if cand.members else
+                f"Fitted {self.folds} times by cross-fitting ({cand.fit_seconds:.1f} s)"
+                if self.folds > 1 else f"Fitted on the training rows ({cand.fit_seconds:.1f} s)")
+        status = self.status(cand)
+        if not cand.ok:
+            return f"**{cand.display_name}**: {status}."
+        m = cand.metrics
+
+        def figure(name: str, fmt: Callable[[float | None], str]) -> str:
+            return (f"{fmt(m.get(name))} [{fmt(m.get(f'{name}_ci_low'))}, "
+                    f"{fmt(m.get(f'{name}_ci_high'))}]")
+
+        return (f"**{cand.display_name}** ({status}). {what}. Its policy on the out-of-fold "
+                f"rows: net value {figure('policy_net_value_per_customer', money)} per "
+                f"customer, churn reduction {figure('policy_churn_reduction', pp)} (95% CI). "
+                "These are the figures the choice was made on, so the winner's is "
+                "optimistic; the parent run reports the honest estimate.")
 
     @property
     def declined_text(self) -> str:
@@ -388,8 +416,12 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
             continue
         key = pair if cand.learner == ENSEMBLE else cand.learner
         est = judge.rows(key).estimate()
-        metrics = {"policy_net_value_per_customer": est.net_value_per_customer.value,
-                   "policy_churn_reduction": est.churn_reduction.value}
+        metrics = {}
+        for attr, name in (("net_value_per_customer", "policy_net_value_per_customer"),
+                           ("churn_reduction", "policy_churn_reduction")):
+            figure = getattr(est, attr)
+            metrics.update({name: figure.value, f"{name}_ci_low": figure.ci_low,
+                            f"{name}_ci_high": figure.ci_high})
         deciles = None
         if not cand.model_free:
             uplift = judge.uplift(key)
