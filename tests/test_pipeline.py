@@ -147,6 +147,8 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
     assert version.tags["data_sha256"] == run.data.tags["data_sha256"]
     assert float(version.tags["policy_churn_reduction"]) == pytest.approx(
         run.data.metrics["policy_churn_reduction"], rel=1e-5)
+    assert float(version.tags["policy_net_value_per_customer"]) == pytest.approx(
+        run.data.metrics["policy_net_value_per_customer"], rel=1e-5)
     assert version.tags["recommended_policy"] == run.data.tags["recommended_policy"]
     says = ("" if run.data.tags["recommended_policy"] == selected else
             f"; recommends {run.data.tags['recommended_policy']} instead (no model's policy "
