@@ -346,7 +346,7 @@ def test_an_unproven_policy_is_replaced_by_nobody_and_the_run_says_why(
             if line.startswith("Recommended policy: nobody (the policy this run would "
                                "otherwise recommend has an estimated net value of ")]
     assert len(said) == 1
-    assert "an interval that reaches zero; the export applies it)" in said[0]
+    assert "an interval that does not lie above zero; the export applies it)" in said[0]
     client = open_client(uri)
     run = client.get_run(result.stdout.strip().splitlines()[-1].removeprefix("run_id: "))
     assert run.data.tags["recommended_policy"] == "nobody"

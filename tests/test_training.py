@@ -366,3 +366,15 @@ def test_a_policy_whose_interval_lies_above_zero_is_kept(tmp_path: Path) -> None
     assert (guarded.recommended, guarded.reason) == (free.recommended, free.reason)
     assert guarded.policy_estimate == free.policy_estimate
     assert guarded.declined_estimate is None
+
+
+def test_under_churn_reduction_the_guard_checks_the_churn_reductions_interval(
+        tmp_path: Path) -> None:
+    free = _guarded(tmp_path, False, objective="churn_reduction")
+    est = free.policy_estimate.churn_reduction
+    assert est.ci_low < 0 < est.ci_high  # 3,000 customers cannot tell it from nothing
+    guarded = _guarded(tmp_path, True, objective="churn_reduction")
+    assert guarded.reason == "unproven"
+    assert guarded.declined_estimate == free.policy_estimate
+    assert (f"estimated churn reduction of {est.value * 100:+.2f} pp "
+            f"[{est.ci_low * 100:+.2f} pp, {est.ci_high * 100:+.2f} pp]") in guarded.why_recommended

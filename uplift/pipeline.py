@@ -237,9 +237,9 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         tags={"period": str(cfg.period), "selected_learner": training.selected,
               "recommended_policy": training.recommended,
               "data_sha256": dataset.sha256,
-              "policy_churn_reduction": f"{metrics['policy_churn_reduction']:.6g}",
-              "policy_net_value_per_customer":
-                  f"{metrics['policy_net_value_per_customer']:.6g}"},
+              **{name: f"{metrics[name]:.6g}" for name in
+                 ("policy_churn_reduction", "policy_net_value_per_customer")
+                 if math.isfinite(metrics[name])}},
         model_id=getattr(info, "model_id", None))
     seconds["register"] = time.perf_counter() - register_start
     seconds["total"] = time.perf_counter() - clock

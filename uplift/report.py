@@ -147,7 +147,13 @@ def _policy_section(training: TrainingResult) -> _Section:
     policy = training.holdout_policy
     limited = policy.budget is not None or bool(policy.capacity)
     return _Section(SECTIONS[2], [
-        Paragraph(f"Off-policy estimates of choosing the policy the way this run did "
+        Paragraph(f"Off-policy estimates of offering nobody anything, on {est.n:,} "
+                  f"randomized customers ({est.method} estimator with the design's known "
+                  "propensities): its churn reduction, cost and net value relative to "
+                  "offering nothing are zero by definition. The policy the run declined is "
+                  "described under Candidate learners."
+                  if training.reason == "unproven" else
+                  f"Off-policy estimates of choosing the policy the way this run did "
                   f"(recommended: {training.recommended_label}), on {est.n:,} randomized "
                   f"customers ({est.method} estimator with the design's known propensities). "
                   "Each customer is valued under the policy the selection chose without "

@@ -162,14 +162,17 @@ class TrainingResult:
                      "held-out rows")
             honest = ("each half of the held-out rows valued under the policy this same "
                       "rule chose from the other half alone")
+        reported = (
+            "it is that of offering nobody anything, zero relative to offering nothing "
+            "(see below for why)" if self.reason == "unproven" else
+            f"its objective figure comes from {honest}, which includes the selection "
+            "(under the net-value objective the churn and cost figures are the recommended "
+            "policy's own out-of-fold estimates, which the selection did not rank on)")
         paragraphs = [Paragraph(
             f"{where}. The model was selected by {rule}: {self.selected}. The table's policy "
             "values are those the choice was made on, so the winner's is optimistic. The "
-            "policy estimate reported for the run is not: its objective figure comes from "
-            f"{honest}, which includes the selection (under the net-value objective the "
-            "churn and cost figures are the recommended policy's own out-of-fold "
-            "estimates, which the selection did not rank on). The selected learner was "
-            "then refitted on all rows.")]
+            f"policy estimate reported for the run is not: {reported}. The selected "
+            "learner was then refitted on all rows.")]
         if self.reason == "unproven":
             paragraphs.append(Paragraph(
                 f"The run recommends {self.recommended_label}: {self.declined_text}, and "
@@ -205,20 +208,22 @@ class TrainingResult:
                 "predictions" if cand.members else
                 f"Fitted {self.folds} times by cross-fitting ({cand.fit_seconds:.1f} s)"
                 if self.folds > 1 else f"Fitted on the training rows ({cand.fit_seconds:.1f} s)")
-        status = self.status(cand)
         if not cand.ok:
-            return f"**{cand.display_name}**: {status}."
+            return f"**{cand.display_name}**: failed: {(cand.error or '')[:2000]}."
+        status = self.status(cand)
         m = cand.metrics
+        rows = "out-of-fold rows" if self.folds > 1 else "held-out rows"
+        level = f"{100 * (1 - self.policy_estimate.alpha):g}% CI"
 
         def figure(name: str, fmt: Callable[[float | None], str]) -> str:
             return (f"{fmt(m.get(name))} [{fmt(m.get(f'{name}_ci_low'))}, "
                     f"{fmt(m.get(f'{name}_ci_high'))}]")
 
-        return (f"**{cand.display_name}** ({status}). {what}. Its policy on the out-of-fold "
-                f"rows: net value {figure('policy_net_value_per_customer', money)} per "
-                f"customer, churn reduction {figure('policy_churn_reduction', pp)} (95% CI). "
-                "These are the figures the choice was made on, so the winner's is "
-                "optimistic; the parent run reports the honest estimate.")
+        return (f"**{cand.display_name}** ({status}). {what}. Its policy on the {rows}: net "
+                f"value {figure('policy_net_value_per_customer', money)} per customer, churn "
+                f"reduction {figure('policy_churn_reduction', pp)} ({level}). These are the "
+                "figures the selection compared, so the best of them is optimistic; the "
+                "parent run reports the estimate that includes the selection.")
 
     @property
     def declined_text(self) -> str:
@@ -234,7 +239,7 @@ class TrainingResult:
             figure = est.churn_reduction
         return (f"the policy this run would otherwise recommend has an estimated {what} of "
                 f"{fmt(figure.value)} [{fmt(figure.ci_low)}, {fmt(figure.ci_high)}]{unit}, "
-                "selection included, an interval that reaches zero")
+                "selection included, an interval that does not lie above zero")
 
     @property
     def why_recommended(self) -> str:
