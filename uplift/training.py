@@ -55,7 +55,7 @@ from .models import (
     group_shares,
     uplift_column,
 )
-from .offpolicy import PolicyEstimate, PolicyRows, policy_rows
+from .offpolicy import Estimate, PolicyEstimate, PolicyRows, policy_rows
 from .policy import PolicyResult, budget_curve, build_policy, optimality_warning
 
 __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
@@ -231,12 +231,9 @@ class TrainingResult:
         est = self.declined_estimate
         if est is None:
             return ""
-        if self.objective == "net_value":
-            what, fmt, unit = "net value", money, " per customer"
-            figure = est.net_value_per_customer
-        else:
-            what, fmt, unit = "churn reduction", pp, ""
-            figure = est.churn_reduction
+        what, fmt, unit = (("net value", money, " per customer") if self.objective == "net_value"
+                           else ("churn reduction", pp, ""))
+        figure = _objective_figure(est, self.objective)
         return (f"the policy this run would otherwise recommend has an estimated {what} of "
                 f"{fmt(figure.value)} [{fmt(figure.ci_low)}, {fmt(figure.ci_high)}]{unit}, "
                 "selection included, an interval that does not lie above zero")
@@ -396,17 +393,15 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
                              np.array([keys.index(picks[k]) for k in selection_fold]))
     reason = "" if recommended == selected else "beaten"
     declined = None
-    if cfg.policy.require_ci_above_zero and recommended != NOBODY:
-        objective = ("net_value_per_customer" if cfg.policy.objective == "net_value"
-                     else "churn_reduction")
-        if not getattr(honest.estimate(), objective).ci_low > 0:
-            # Nobody's value relative to nobody is exactly zero on any rows, so the
-            # estimate reported for it owes nothing to this choice.
-            declined = _reported(honest.estimate(), judge.rows(chosen_key).estimate(),
-                                 cfg.policy.objective)
-            chosen_key = recommended = NOBODY
-            reason = "unproven"
-            honest = judge.rows(NOBODY)
+    if (cfg.policy.require_ci_above_zero and recommended != NOBODY
+            and not _objective_figure(honest.estimate(), cfg.policy.objective).ci_low > 0):
+        # Nobody's value relative to nobody is exactly zero on any rows, so the
+        # estimate reported for it owes nothing to this choice.
+        declined = _reported(honest.estimate(), judge.rows(chosen_key).estimate(),
+                             cfg.policy.objective)
+        chosen_key = recommended = NOBODY
+        reason = "unproven"
+        honest = judge.rows(NOBODY)
 
     pair = judge.best_pair(everywhere)
     if pair is not None:
@@ -466,6 +461,11 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         selection_estimate=own, reason=reason, declined_estimate=declined,
         objective=cfg.policy.objective,
     )
+
+
+def _objective_figure(est: PolicyEstimate, objective: str) -> Estimate:
+    """The estimate of what ``objective`` maximises: net value per customer or churn reduction."""
+    return est.net_value_per_customer if objective == "net_value" else est.churn_reduction
 
 
 def _reported(procedure: PolicyEstimate, own: PolicyEstimate, objective: str
