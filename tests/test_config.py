@@ -8,6 +8,8 @@ import yaml
 from conftest import base_config, set_key
 
 from uplift.config import (
+    AUTO_FOLDS_MAX_ROWS,
+    ModelConfig,
     collect_config_problems,
     load_config,
     parse_period,
@@ -120,6 +122,8 @@ def test_parse_period_rejects(bad: str) -> None:
         ("analysis.cuped", {"covariates": ["plan"], "exclude": ["plan"]},
          "analysis.cuped.covariates[0]: 'plan' is also in analysis.cuped.exclude"),
         ("analysis.cuped", {"folds": 1}, "analysis.cuped.folds: must be >= 2, got 1"),
+        ("model.folds", 0, "model.folds: must be >= 1 or 'auto', got 0"),
+        ("model.folds", "three", "model.folds: must be a whole number or 'auto', got 'three'"),
     ],
 )
 def test_each_invalid_key_gives_one_named_problem(
@@ -187,3 +191,13 @@ def test_filter_operator_in_is_read_by_its_yaml_name(project: Path) -> None:
     project.write_text(yaml.safe_dump(mapping))
     rule = load_config(project).arm("free_upgrade").eligible["plan"]
     assert rule.in_ == ["basic"]
+
+
+def test_auto_folds_cross_fit_small_tests_and_split_the_largest() -> None:
+    auto = ModelConfig()
+    assert auto.folds == "auto"
+    assert auto.fold_count(20_000) == 3
+    assert auto.fold_count(AUTO_FOLDS_MAX_ROWS) == 3
+    assert auto.fold_count(AUTO_FOLDS_MAX_ROWS + 1) == 1
+    assert ModelConfig(folds=5).fold_count(10_000_000) == 5
+    assert ModelConfig(folds=1).fold_count(1_000) == 1

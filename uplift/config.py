@@ -15,6 +15,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -147,6 +148,13 @@ class DataConfig(_Model):
     categorical: list[str] | None = None
 
 
+# ``model.folds: auto``: cross-fit small tests, where a single split's held-out rows are
+# too few to rank candidates on; above the limit a 30 % split holds out 90,000 rows or
+# more, and cross-fitting would multiply the fit time of the largest runs by the folds.
+AUTO_FOLDS = 3
+AUTO_FOLDS_MAX_ROWS = 300_000
+
+
 class ModelConfig(_Model):
     """Which uplift learners to try and how to hold data out for choosing among them."""
 
@@ -156,13 +164,23 @@ class ModelConfig(_Model):
     base: Literal["lightgbm", "xgboost"] = "lightgbm"
     test_size: float = Field(default=0.3, gt=0, lt=1)
     """Held-out share of the single split used when ``folds`` is 1."""
-    folds: int = Field(default=3, ge=1, le=10)
-    """Cross-fitting folds: every row is scored by models fitted without it (1: one split)."""
+    folds: Annotated[int, Field(ge=1, le=10)] | Literal["auto"] = "auto"
+    """Cross-fitting folds: every row is scored by models fitted without it (1: one split).
+
+    ``auto``: 3 folds up to ``AUTO_FOLDS_MAX_ROWS`` rows, one split above, where the
+    held-out share alone already holds more rows than cross-fitting a smaller test.
+    """
     seed: int = Field(default=42, ge=0)
     select_by: Literal["qini", "policy_value"] = "policy_value"
     ensemble: bool = True  # also try the average of the two best learners
     params: dict[str, dict[str, int | float | bool | str]] = Field(default_factory=dict)
     """Settings passed to a learner's models, keyed by learner name (or ``churn_risk``)."""
+
+    def fold_count(self, n_rows: int) -> int:
+        """The number of folds to cross-fit ``n_rows`` rows with (1: one held-out split)."""
+        if self.folds != "auto":
+            return self.folds
+        return AUTO_FOLDS if n_rows <= AUTO_FOLDS_MAX_ROWS else 1
 
 
 class PolicyConfig(_Model):
@@ -589,7 +607,8 @@ def _problems_from_validation(
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # Union members ("list[str]" vs "literal") add their own loc parts; drop them.
         loc = tuple(
-            p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("literal", "str")))
+            p for p in loc if not (isinstance(p, str) and (
+                "[" in p or p in ("literal", "str") or p.startswith("constrained-")))
         )
         kind = err["type"]
         value = err.get("input")
@@ -630,8 +649,15 @@ def _problems_from_validation(
         if key in seen:
             continue
         seen.add(key)
-        # A union (e.g. features: auto | list) reports once per member; keep the first.
-        if any(p.where == where for p in problems) and kind != "extra_forbidden":
+        # A union (e.g. features: auto | list) reports once per member; keep the first,
+        # naming a literal member's choices too (folds: a whole number or 'auto').
+        earlier = next((i for i, p in enumerate(problems) if p.where == where), None)
+        if earlier is not None and kind != "extra_forbidden":
+            first = problems[earlier]
+            if kind == "literal_error" and ", got " in first.message:
+                head, tail = first.message.split(", got ", 1)
+                problems[earlier] = replace(first, message=f"{head} or {ctx.get('expected')}, "
+                                                           f"got {tail}")
             continue
         problems.append(Problem(source, where, message))
     return problems

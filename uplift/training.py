@@ -1,7 +1,8 @@
 """Cross-fit every candidate learner, choose the policy to recommend, and estimate it honestly.
 
 The rows are cut into seeded folds stratified by group and outcome (``model.folds``;
-one fold is the old single held-out split of ``model.test_size``). Every candidate and
+one fold is the single held-out split of ``model.test_size``, which ``auto`` uses for
+the largest tables). Every candidate and
 the churn-risk model are fitted once per fold on the other folds, so every customer
 gets predictions from models that never saw them. Each candidate is scored on those
 out-of-fold predictions by causalml's Qini / AUUC per offer and by the value of the
@@ -322,7 +323,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     X = dataset.frame[features]
     treatment = dataset.treatment
     churned = dataset.churned
-    fold = cross_folds(treatment, churned, model_cfg.folds, model_cfg.test_size, seed_split)
+    fold = cross_folds(treatment, churned, model_cfg.fold_count(dataset.n_rows),
+                       model_cfg.test_size, seed_split)
     n_folds = int(fold.max()) + 1
     for k in range(n_folds):
         check_groups(treatment[fold != k], churned[fold != k], cfg.control, cfg.arm_names,
