@@ -73,6 +73,8 @@ EVIDENCE_Z = 1.0
 # by this many: several rivals each get a chance, and with four of them a lead of one
 # standard error happens by luck about half the time.
 RIVAL_Z = 2.0
+# A candidate's own policy figures (with their intervals), beside its Qini and AUUC.
+CANDIDATE_METRICS = ("policy_net_value_per_customer", "policy_churn_reduction")
 
 
 @dataclass(frozen=True)
@@ -417,13 +419,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
             scored.append(cand)
             continue
         key = pair if cand.learner == ENSEMBLE else cand.learner
-        est = judge.rows(key).estimate()
-        metrics = {}
-        for attr, name in (("net_value_per_customer", "policy_net_value_per_customer"),
-                           ("churn_reduction", "policy_churn_reduction")):
-            figure = getattr(est, attr)
-            metrics.update({name: figure.value, f"{name}_ci_low": figure.ci_low,
-                            f"{name}_ci_high": figure.ci_high})
+        metrics = {name: v for name, v in judge.rows(key).estimate().metrics().items()
+                   if name.startswith(CANDIDATE_METRICS)}
         deciles = None
         if not cand.model_free:
             uplift = judge.uplift(key)
