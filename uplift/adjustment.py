@@ -50,7 +50,7 @@ from statsmodels.stats.multitest import multipletests
 from .config import CORRECTIONS, CUPED_METHODS, Correction, CupedMethod, ExperimentConfig
 from .data import Dataset
 from .errors import UpliftWarning
-from .formatting import Paragraph, Table, pct, pp, pval, render_markdown
+from .formatting import Paragraph, Table, interval, pct, pp, pval, render_markdown, with_interval
 
 __all__ = ["AdjustedEffect", "AdjustedResult", "AdjustmentWarning", "adjust_dataset",
            "adjust_effects", "adjusted_metric_names", "cross_fit_predictions",
@@ -147,7 +147,7 @@ class AdjustedResult:
         """Per offer: plain and adjusted churn reduction, the adjusted CI and p-values."""
         level = f"{100 * (1 - self.alpha):g}%"
         rows = [[e.arm, f"{e.n:,}", pp(e.plain_ate), pp(e.ate),
-                 f"[{pp(e.ci_low)}, {pp(e.ci_high)}]", pval(e.pvalue), pval(e.pvalue_adj),
+                 interval(e.ci_low, e.ci_high, pp), pval(e.pvalue), pval(e.pvalue_adj),
                  f"{100 * e.plain_se:.3f} -> {100 * e.se:.3f}", pct(e.variance_reduction),
                  str(e.columns)] for e in self.effects]
         return Table.build(
@@ -174,7 +174,7 @@ class AdjustedResult:
 
     def summary(self) -> str:
         """One line per run: each offer's adjusted effect, its CI and variance reduction."""
-        parts = [f"{e.arm} {pp(e.ate)} [{pp(e.ci_low)}, {pp(e.ci_high)}] (plain "
+        parts = [f"{e.arm} {with_interval(e.ate, e.ci_low, e.ci_high, pp)} (plain "
                  f"{pp(e.plain_ate)}; variance -{pct(e.variance_reduction)})"
                  for e in self.effects]
         return f"Covariate-adjusted effects ({self.method}): " + "; ".join(parts)

@@ -24,7 +24,7 @@ from .adjustment import AdjustedResult, adjust_dataset
 from .config import CORRECTIONS, Correction, ExperimentConfig, check_allocation
 from .data import Dataset
 from .errors import DataError, Problem, UpliftWarning
-from .formatting import Paragraph, Table, pct, pp, pval, render_markdown
+from .formatting import Paragraph, Table, interval, pct, pp, pval, render_markdown
 
 __all__ = [
     "CORRECTIONS",
@@ -144,12 +144,12 @@ class RctResult:
         rows = [[name, f"{c.n:,}", f"{c.churners:,}", pct(c.churn_rate), *blank]]
         for e in self.effects:
             rows.append([e.arm, f"{e.n:,}", f"{e.churners:,}", pct(e.churn_rate), pp(e.ate),
-                         f"[{pp(e.ci_low)}, {pp(e.ci_high)}]", pval(e.pvalue),
+                         interval(e.ci_low, e.ci_high, pp), pval(e.pvalue),
                          pval(e.pvalue_adj), *([""] if adj is not None else [])])
             if adj is not None:
                 a = adj.effect(e.arm)
                 rows.append([f"{e.arm} (CUPED)", "", "", "", pp(a.ate),
-                             f"[{pp(a.ci_low)}, {pp(a.ci_high)}]", pval(a.pvalue),
+                             interval(a.ci_low, a.ci_high, pp), pval(a.pvalue),
                              pval(a.pvalue_adj), pct(a.variance_reduction)])
         if adj is not None:
             header.append("variance reduction")

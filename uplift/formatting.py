@@ -8,7 +8,7 @@ so a figure reads the same wherever it appears.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -41,6 +41,27 @@ def number(x: float | None, missing: str = "") -> str:
 
 def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
+
+
+def interval(low: float | None, high: float | None, fmt: Callable[[float], str]) -> str:
+    """``[low, high]`` in ``fmt``; empty when either end is missing or not finite."""
+    if not (_finite(low) and _finite(high)):
+        return ""
+    return f"[{fmt(low)}, {fmt(high)}]"
+
+
+def with_interval(value: float | None, low: float | None, high: float | None,
+                  fmt: Callable[[float | None], str]) -> str:
+    """``value [low, high]``, the interval left out when it has no finite ends."""
+    ci = interval(low, high, fmt)
+    return f"{fmt(value)} {ci}" if ci else fmt(value)
+
+
+def metric_with_interval(metrics: Mapping[str, float], name: str,
+                         fmt: Callable[[float | None], str]) -> str:
+    """Metric ``name`` with its ``_ci_low`` / ``_ci_high`` companions, as :func:`with_interval`."""
+    return with_interval(metrics.get(name), metrics.get(f"{name}_ci_low"),
+                         metrics.get(f"{name}_ci_high"), fmt)
 
 
 @dataclass(frozen=True)

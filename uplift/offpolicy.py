@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from .formatting import Paragraph, Table, money, pct, pp, render_markdown
+from .formatting import Paragraph, Table, interval, money, pct, pp, render_markdown
 
 if TYPE_CHECKING:
     from .config import ArmConfig
@@ -156,8 +156,7 @@ class PolicyEstimate:
         for attr, label, _ in _ROWS:
             est: Estimate = getattr(self, attr)
             fmt = _FORMATS.get(attr, pct)
-            ci = f"[{fmt(est.ci_low)}, {fmt(est.ci_high)}]" if math.isfinite(est.value) else ""
-            rows.append([label, fmt(est.value), ci])
+            rows.append([label, fmt(est.value), interval(est.ci_low, est.ci_high, fmt)])
         return Table.build(["estimate", "value", f"{level} CI"], rows, numeric={1, 2},
                            title="The policy's held-out estimates")
 

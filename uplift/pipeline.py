@@ -26,7 +26,7 @@ from .analysis import RctResult, analyze_dataset
 from .config import ExperimentConfig, load_config, parse_period
 from .data import Dataset, load_dataset
 from .errors import ArgumentProblem, ConfigError, Problem
-from .formatting import money, pct, pp
+from .formatting import metric_with_interval, money, pct, pp
 from .tables import current_umask
 from .training import TrainingResult, holdout_budget_curve, train_models
 
@@ -83,14 +83,6 @@ class RunResult:
         return lines
 
 
-def _interval(m: dict[str, float], name: str, fmt: Callable[[float], str]) -> str:
-    """`` [low, high]`` of metric ``name`` (empty when it has none)."""
-    low, high = m.get(f"{name}_ci_low"), m.get(f"{name}_ci_high")
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return ""
-    return f" [{fmt(low)}, {fmt(high)}]"
-
-
 def outcome_lines(metrics: dict[str, float], baseline_source: str) -> list[str]:
     """The policy's held-out estimate and the baseline comparison, one line each.
 
@@ -98,10 +90,8 @@ def outcome_lines(metrics: dict[str, float], baseline_source: str) -> list[str]:
     """
     m = metrics
     policy = (f"Recommended policy (held-out estimate): churn {pct(m['policy_churn_rate'])}, "
-              f"reduction {pp(m['policy_churn_reduction'])}"
-              f"{_interval(m, 'policy_churn_reduction', pp)}, net value "
-              f"{money(m.get('policy_net_value_per_customer', math.nan))}"
-              f"{_interval(m, 'policy_net_value_per_customer', money)} per customer")
+              f"reduction {metric_with_interval(m, 'policy_churn_reduction', pp)}, net value "
+              f"{metric_with_interval(m, 'policy_net_value_per_customer', money)} per customer")
     if "baseline_churn_rate" in m:
         baseline = (f"Baseline churn {pct(m['baseline_churn_rate'])} (from {baseline_source}); "
                     f"policy vs baseline {pp(m['churn_reduction_vs_baseline'])}")

@@ -30,7 +30,16 @@ from . import __version__
 from .analysis import RctResult
 from .config import ExperimentConfig
 from .data import Dataset
-from .formatting import Paragraph, Table, markdown_table, markdown_text, pct, pp, pval
+from .formatting import (
+    Paragraph,
+    Table,
+    markdown_table,
+    markdown_text,
+    pct,
+    pp,
+    pval,
+    with_interval,
+)
 from .models import uplift_column
 from .training import TrainingResult
 
@@ -179,7 +188,7 @@ def _baseline_section(cfg: ExperimentConfig, rct: RctResult, training: TrainingR
         ["baseline source", source or "unknown"],
         ["observed churn this period (all rows)", pct(rct.churn_rate_observed)],
         ["policy churn rate (held-out estimate)",
-         f"{pct(est.value)} [{pct(est.ci_low)}, {pct(est.ci_high)}]"],
+         with_interval(est.value, est.ci_low, est.ci_high, pct)],
     ]
     rows.append(["churn reduction vs baseline", "unknown (no baseline churn rate)"
                  if baseline is None else f"{pp(baseline - est.value)} "

@@ -43,7 +43,16 @@ from .evaluation import (
     everyone,
     uplift_scores,
 )
-from .formatting import Paragraph, Table, money, number, pp, render_markdown
+from .formatting import (
+    Paragraph,
+    Table,
+    metric_with_interval,
+    money,
+    number,
+    pp,
+    render_markdown,
+    with_interval,
+)
 from .learners import fit_threads, learner_settings
 from .models import (
     ChurnRiskModel,
@@ -217,14 +226,10 @@ class TrainingResult:
         m = cand.metrics
         rows = "out-of-fold rows" if self.folds > 1 else "held-out rows"
         level = f"{100 * (1 - self.policy_estimate.alpha):g}% CI"
-
-        def figure(name: str, fmt: Callable[[float | None], str]) -> str:
-            return (f"{fmt(m.get(name))} [{fmt(m.get(f'{name}_ci_low'))}, "
-                    f"{fmt(m.get(f'{name}_ci_high'))}]")
-
+        net = metric_with_interval(m, "policy_net_value_per_customer", money)
+        churn = metric_with_interval(m, "policy_churn_reduction", pp)
         return (f"**{cand.display_name}** ({status}). {what}. Its policy on the {rows}: net "
-                f"value {figure('policy_net_value_per_customer', money)} per customer, churn "
-                f"reduction {figure('policy_churn_reduction', pp)} ({level}). These are the "
+                f"value {net} per customer, churn reduction {churn} ({level}). These are the "
                 "figures the selection compared, so the best of them is optimistic; the "
                 "parent run reports the estimate that includes the selection.")
 
@@ -238,7 +243,7 @@ class TrainingResult:
                            else ("churn reduction", pp, ""))
         figure = _objective_figure(est, self.objective)
         return (f"the policy this run would otherwise recommend has an estimated {what} of "
-                f"{fmt(figure.value)} [{fmt(figure.ci_low)}, {fmt(figure.ci_high)}]{unit}, "
+                f"{with_interval(figure.value, figure.ci_low, figure.ci_high, fmt)}{unit}, "
                 "selection included, an interval that does not lie above zero")
 
     @property
