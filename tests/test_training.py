@@ -147,7 +147,8 @@ def test_progress_steps_are_reported_in_order(tmp_path: Path) -> None:
     train_models(load_dataset(cfg), cfg, on_step=steps.append)
     assert steps == [*(f"Fitting the churn-risk model (fold {k} of 3)" for k in (1, 2, 3)),
                      *(f"Fitting learner s (fold {k} of 3)" for k in (1, 2, 3)),
-                     "Choosing the policy", "Refitting s on all rows"]
+                     "Choosing the policy", "Refitting s on all rows",
+                     "Estimating the recommended policy"]
 
 
 def test_the_same_seed_gives_the_same_model(tmp_path: Path) -> None:

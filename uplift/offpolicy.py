@@ -30,6 +30,10 @@ Three choices of the augmentation ``mu``:
   empty cell falls back to g's overall rate). Its interval treats these rates as
   known, which is negligible unless a cell has only a few rows.
 * ``"ipw"``: ``mu = 0``, the plain Horvitz-Thompson estimator.
+* ``"direct"``: ``psi_i(g) = mu_i(g)``, the model's prediction alone (no residual
+  term). Not an estimate to report by itself (it is as biased as the model); it values
+  the change between two policies on the rows where they differ
+  (:meth:`PolicyRows.moved_to`).
 
 Because the propensities are known (the test was randomized), all three are
 unbiased for a policy fixed independently of the evaluation rows (Hajek up to
@@ -66,7 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["ESTIMATORS", "Estimate", "PolicyEstimate", "PolicyRows", "evaluate_policy",
            "policy_rows"]
 
-ESTIMATORS: tuple[str, ...] = ("auto", "doubly robust", "hajek", "ipw")
+ESTIMATORS: tuple[str, ...] = ("auto", "doubly robust", "hajek", "ipw", "direct")
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,23 @@ class PolicyRows:
                        churn_no_offer=take("churn_no_offer"), cost=take("cost"),
                        net=take("net"))
 
+    def moved_to(self, new: PolicyRows, old: PolicyRows) -> PolicyRows:
+        """These rows, moved from policy ``old`` to policy ``new`` by their direct values.
+
+        ``new`` and ``old`` are the two policies' ``"direct"`` rows over the same
+        customers: each row keeps its own value plus what the model says the change of
+        offer is worth, ``mu_i(new_i) - mu_i(old_i)``, which is zero where the policies
+        agree. So where ``old`` is the policy these rows were valued under, a row that
+        ``new`` treats alike keeps its doubly robust value, and the others are valued
+        by the model: the estimate of ``new`` for a policy that was fitted on these
+        rows, whose own residual terms would be optimistic.
+        """
+        return replace(self, recommended=new.recommended,
+                       churn=self.churn + new.churn - old.churn,
+                       churn_no_offer=self.churn_no_offer + new.churn_no_offer
+                       - old.churn_no_offer,
+                       cost=self.cost + new.cost - old.cost, net=self.net + new.net - old.net)
+
     def estimate(self) -> PolicyEstimate:
         """The estimates with their normal-approximation intervals."""
         n, k = len(self.churn), len(self.groups)
@@ -276,7 +297,8 @@ def policy_rows(
         predicted_churn: Optional model P(churn | group), (n,) per group; needed for
             the control and every group the policy recommends.
         estimator: ``"auto"`` (doubly robust with predictions, else Hajek),
-            ``"doubly robust"``, ``"hajek"`` or ``"ipw"`` (Horvitz-Thompson).
+            ``"doubly robust"``, ``"hajek"``, ``"ipw"`` (Horvitz-Thompson) or
+            ``"direct"`` (the predictions alone).
 
     Returns:
         The row values; ``.estimate()`` gives the estimates with CIs.
@@ -298,8 +320,8 @@ def policy_rows(
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if estimator == "auto":
         estimator = "hajek" if predicted_churn is None else "doubly robust"
-    if estimator == "doubly robust" and predicted_churn is None:
-        raise ValueError("the doubly robust estimator needs predicted_churn")
+    if estimator in ("doubly robust", "direct") and predicted_churn is None:
+        raise ValueError(f"the {estimator} estimator needs predicted_churn")
 
     rec = _codes(recommended, groups, "recommended")
     n = len(rec)
@@ -321,7 +343,7 @@ def policy_rows(
                 "needs; its churn cannot be estimated"
             )
 
-    if estimator == "doubly robust":
+    if estimator in ("doubly robust", "direct"):
         mu_c, mu_p = _predictions(predicted_churn or {}, groups, rec, used, n)
     elif estimator == "hajek":
         cell = rec * k + treat  # (segment, randomized group) cell of each row
@@ -333,8 +355,9 @@ def policy_rows(
     else:
         mu_c = mu_p = np.zeros(n)
     inv_e = 1.0 / e
-    psi_c = mu_c + (treat == 0) * inv_e[0] * (y - mu_c)
-    psi_p = mu_p + (treat == rec) * inv_e[rec] * (y - mu_p)
+    residual = 0.0 if estimator == "direct" else 1.0
+    psi_c = mu_c + residual * (treat == 0) * inv_e[0] * (y - mu_c)
+    psi_p = mu_p + residual * (treat == rec) * inv_e[rec] * (y - mu_p)
 
     if v is None:
         needs_value = bool((share_cost[used] > 0).any())

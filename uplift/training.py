@@ -398,19 +398,9 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
                       cross_folds(treatment[rows], churned[rows], 2, 0.5, seed_split))
     picks = [judge.choose(selection_fold != k)[1] for k in range(int(selection_fold.max()) + 1)]
     keys = list(dict.fromkeys(picks))
-    honest = PolicyRows.pick([judge.rows(p) for p in keys],
-                             np.array([keys.index(picks[k]) for k in selection_fold]))
-    reason = "" if recommended == selected else "beaten"
-    declined = None
-    if (cfg.policy.require_ci_above_zero and recommended != NOBODY
-            and not _objective_figure(honest.estimate(), cfg.policy.objective).ci_low > 0):
-        # Nobody's value relative to nobody is exactly zero on any rows, so the
-        # estimate reported for it owes nothing to this choice.
-        declined = _reported(honest.estimate(), judge.rows(chosen_key).estimate(),
-                             cfg.policy.objective)
-        chosen_key = recommended = NOBODY
-        reason = "unproven"
-        honest = judge.rows(NOBODY)
+    which = np.array([keys.index(picks[k]) for k in selection_fold])
+    procedure = PolicyRows.pick([judge.rows(p) for p in keys], which)
+    procedure_direct = PolicyRows.pick([judge.direct(p) for p in keys], which)
 
     pair = judge.best_pair(everywhere)
     if pair is not None:
@@ -436,9 +426,6 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         scored.append(replace(cand, metrics=metrics, deciles=deciles))
     candidates = scored
     chosen = next(c for c in candidates if c.learner == selected)
-    policy = judge.policy(chosen_key, exact=True)
-    optimality_warning(policy.assignment, "the held-out policy")
-    own = judge.rows(chosen_key).estimate()
 
     step(f"Refitting {selected} on all rows")
     start = time.perf_counter()
@@ -449,6 +436,28 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     start = time.perf_counter()
     final_risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X, treatment, churned)
     fits["refit_churn_risk"] = time.perf_counter() - start
+
+    # The policy exported is the refitted model's, which differs from the out-of-fold
+    # policies on customers near a decision boundary; there the estimates follow the
+    # cross-fitted outcome model (see PolicyRows.moved_to).
+    step("Estimating the recommended policy")
+    deployed = judge.direct_of(judge.deployed(RetentionModel(
+        final_risk, final_uplift, features, fixed_offer=judge.fixed_offer(recommended))).offer)
+    own_rows = judge.rows(chosen_key).moved_to(deployed, judge.direct(chosen_key))
+    honest = _reported(procedure.moved_to(deployed, procedure_direct).estimate(),
+                       own_rows.estimate(), cfg.policy.objective)
+    reason = "" if recommended == selected else "beaten"
+    declined = None
+    if (cfg.policy.require_ci_above_zero and recommended != NOBODY
+            and not _objective_figure(honest, cfg.policy.objective).ci_low > 0):
+        # Nobody's value relative to nobody is exactly zero on any rows, so the
+        # estimate reported for it owes nothing to this choice.
+        declined, honest = honest, judge.rows(NOBODY).estimate()
+        chosen_key = recommended = NOBODY
+        reason = "unproven"
+    policy = judge.policy(chosen_key, exact=True)
+    optimality_warning(policy.assignment, "the held-out policy")
+    own = judge.rows(chosen_key).estimate()
     trained = {name: RetentionModel(risks[-1], model, features) for name, model in last.items()}
     if pair is not None:
         trained[ENSEMBLE] = RetentionModel(risks[-1], EnsembleUpliftModel(
@@ -458,7 +467,7 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
                              fixed_offer=judge.fixed_offer(recommended)),
         selected=selected, select_by=model_cfg.select_by, candidates=tuple(candidates),
         holdout_policy=policy, holdout_index=rows,
-        policy_estimate=_reported(honest.estimate(), own, cfg.policy.objective),
+        policy_estimate=honest,
         candidate_models=trained, fit_seconds=fits,
         holdout_scores=_with_risk(judge.uplift(best), judge.p_control), shares=shares,
         recommended=recommended, folds=n_folds,
@@ -514,6 +523,7 @@ class _Judge:
         self.budget, self.capacity = _scaled_limits(cfg, len(rows) / dataset.n_rows)
         self.trivial = [NOBODY, *(everyone(a) for a in cfg.arm_names)]
         self._rows: dict[object, PolicyRows] = {}
+        self._offers: dict[object, np.ndarray] = {}
         self._qini: dict[object, dict[str, float]] = {}
 
     def uplift(self, key: str | tuple[str, ...]) -> pd.DataFrame:
@@ -548,16 +558,39 @@ class _Judge:
                             budget=self.budget, capacity=self.capacity, exact=exact,
                             fixed_offer=fixed)
 
+    def deployed(self, model: RetentionModel) -> PolicyResult:
+        """The policy a fitted model (the refitted one) recommends for the evaluated rows."""
+        p_control, p_arms = model.predict_churn(self.frame)
+        return build_policy(p_control, p_arms, self.value, self.frame, self.cfg,
+                            budget=self.budget, capacity=self.capacity,
+                            fixed_offer=model.fixed_offer)
+
+    def offer(self, key: str | tuple[str, ...]) -> np.ndarray:
+        """Each evaluated row's group under a candidate's policy (cached)."""
+        if key not in self._offers:
+            self._offers[key] = self.policy(key).offer
+        return self._offers[key]
+
     def rows(self, key: str | tuple[str, ...]) -> PolicyRows:
         """The doubly robust row values of a candidate's policy (cached)."""
         if key not in self._rows:
-            cfg = self.cfg
-            self._rows[key] = policy_rows(
-                self.policy(key).offer, self.treatment, self.churned, self.value,
-                control=cfg.control, arms=cfg.arms, propensity=self.shares,
-                horizon_months=cfg.value_horizon_months, alpha=cfg.analysis.alpha,
-                predicted_churn=dict(self.outcomes))
+            self._rows[key] = self._values(self.offer(key), "doubly robust")
         return self._rows[key]
+
+    def direct(self, key: str | tuple[str, ...]) -> PolicyRows:
+        """The outcome model's row values of a candidate's policy (no residual terms)."""
+        return self.direct_of(self.offer(key))
+
+    def direct_of(self, offer: np.ndarray) -> PolicyRows:
+        """The outcome model's row values of any policy's offers for the evaluated rows."""
+        return self._values(offer, "direct")
+
+    def _values(self, offer: np.ndarray, estimator: str) -> PolicyRows:
+        cfg = self.cfg
+        return policy_rows(offer, self.treatment, self.churned, self.value,
+                           control=cfg.control, arms=cfg.arms, propensity=self.shares,
+                           horizon_months=cfg.value_horizon_months, alpha=cfg.analysis.alpha,
+                           predicted_churn=dict(self.outcomes), estimator=estimator)
 
     def score(self, key: str | tuple[str, ...], mask: np.ndarray) -> float:
         """What ``select_by`` ranks on the rows of ``mask`` (higher is better)."""
