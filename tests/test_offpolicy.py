@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from uplift.config import ArmConfig
-from uplift.offpolicy import Estimate, PolicyEstimate, evaluate_policy
+from uplift.offpolicy import Estimate, PolicyEstimate, PolicyRows, evaluate_policy, policy_rows
 from uplift.simulate import DEFAULT_ALLOCATION, simulate_customers
 
 # ----------------------------------------------------------------- a tiny hand-made table
@@ -97,6 +97,49 @@ def test_dr_by_hand() -> None:
     check(est.churn_reduction, psi_c - psi_p)
     check(est.cost_per_customer, cost)
     check(est.net_value_per_customer, (psi_c - psi_p) * TINY_V * H - cost)
+
+
+def tiny_rows(rec: np.ndarray, estimator: str, pred: dict) -> PolicyRows:
+    return policy_rows(rec, TINY_T, TINY_Y, TINY_V, control="c", arms=TINY_ARMS,
+                       propensity=TINY_PROP, horizon_months=H, predicted_churn=pred,
+                       estimator=estimator)
+
+
+def test_direct_is_the_predictions_alone() -> None:
+    rng = np.random.default_rng(4)
+    pred = {g: rng.uniform(0.1, 0.6, 8) for g in TINY_PROP}
+    est = tiny(estimator="direct", predicted_churn=pred)
+    mu_c = pred["c"]
+    mu_p = np.array([pred[r][i] for i, r in enumerate(TINY_REC)])
+    cost = np.array([{"c": 0.0, "A": 2.0, "B": 0.0}[r] for r in TINY_REC]) + np.array(
+        [{"c": 0.0, "A": 0.0, "B": 0.3}[r] for r in TINY_REC]) * TINY_V * (1 - mu_p)
+    assert est.method == "direct"
+    check(est.churn_rate, mu_p)
+    check(est.churn_reduction, mu_c - mu_p)
+    check(est.net_value_per_customer, (mu_c - mu_p) * TINY_V * H - cost)
+    with pytest.raises(ValueError, match="direct estimator needs predicted_churn"):
+        tiny(estimator="direct")
+
+
+def test_rows_moved_to_another_policy_keep_their_value_where_the_policies_agree() -> None:
+    rng = np.random.default_rng(5)
+    pred = {g: rng.uniform(0.1, 0.6, 8) for g in TINY_PROP}
+    new_rec = TINY_REC.copy()
+    new_rec[[1, 3]] = ["A", "B"]  # the new policy differs on rows 1 and 3 only
+    old_dr = tiny_rows(TINY_REC, "doubly robust", pred)
+    moved = old_dr.moved_to(tiny_rows(new_rec, "direct", pred),
+                            tiny_rows(TINY_REC, "direct", pred))
+    new_dr = tiny_rows(new_rec, "doubly robust", pred)
+    agree = new_rec == TINY_REC
+    for attr in ("churn", "churn_no_offer", "cost", "net"):
+        np.testing.assert_allclose(getattr(moved, attr)[agree], getattr(new_dr, attr)[agree])
+    # Row 1 (control, kept, value 20): from B to A, the model's change of churn and cost.
+    mu = {g: pred[g][1] for g in pred}
+    assert moved.churn[1] == pytest.approx(old_dr.churn[1] + mu["A"] - mu["B"])
+    assert moved.net[1] == pytest.approx(
+        old_dr.net[1] + ((mu["c"] - mu["A"]) * 20 * H - 2.0)
+        - ((mu["c"] - mu["B"]) * 20 * H - 0.3 * 20 * (1 - mu["B"])))
+    assert moved.estimate().shares == new_dr.estimate().shares
 
 
 @pytest.mark.parametrize("estimator", ["ipw", "hajek", "doubly robust"])

@@ -379,3 +379,23 @@ def test_under_churn_reduction_the_guard_checks_the_churn_reductions_interval(
     assert guarded.declined_estimate == free.policy_estimate
     assert (f"estimated churn reduction of {est.value * 100:+.2f} pp "
             f"[{est.ci_low * 100:+.2f} pp, {est.ci_high * 100:+.2f} pp]") in guarded.why_recommended
+
+
+def test_the_reported_estimate_describes_the_refitted_models_policy(
+    simulated_run: SimulatedRun,
+) -> None:
+    from uplift.policy import build_policy
+    from uplift.training import customer_values
+
+    result, cfg, dataset = simulated_run.training, simulated_run.cfg, simulated_run.dataset
+    assert result.folds == 3  # every row is evaluated, so the exported policy covers them
+    p_control, p_arms = result.model.predict_churn(dataset.frame)
+    exported = build_policy(p_control, p_arms, customer_values(dataset, cfg), dataset.frame,
+                            cfg, fixed_offer=result.model.fixed_offer)
+    groups = [cfg.control, *cfg.arm_names]
+    counts = np.array([(exported.offer == g).sum() for g in groups]) / dataset.n_rows
+    reported = result.policy_estimate.shares
+    np.testing.assert_allclose([reported[g] for g in groups], counts)
+    # ... not the out-of-fold policy the candidates were judged by, which differs from it
+    held_out = result.selection_estimate.shares
+    assert any(abs(held_out[g] - reported[g]) > 0 for g in groups)

@@ -179,7 +179,10 @@ class TrainingResult:
             "(see below for why)" if self.reason == "unproven" else
             f"its objective figure comes from {honest}, which includes the selection "
             "(under the net-value objective the churn and cost figures are the recommended "
-            "policy's own out-of-fold estimates, which the selection did not rank on)")
+            "policy's own out-of-fold estimates, which the selection did not rank on); "
+            "customers whom the refitted model treats differently from the out-of-fold "
+            "policy are valued by the cross-fitted churn-risk model, so every figure "
+            "describes the policy the export applies")
         paragraphs = [Paragraph(
             f"{where}. The model was selected by {rule}: {self.selected}. The table's policy "
             "values are those the choice was made on, so the winner's is optimistic. The "
