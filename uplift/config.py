@@ -167,8 +167,8 @@ class ModelConfig(_Model):
     folds: Annotated[int, Field(ge=1, le=10)] | Literal["auto"] = "auto"
     """Cross-fitting folds: every row is scored by models fitted without it (1: one split).
 
-    ``auto``: 3 folds up to ``AUTO_FOLDS_MAX_ROWS`` rows, one split above, where the
-    held-out share alone already holds more rows than cross-fitting a smaller test.
+    ``auto``: 3 folds up to ``AUTO_FOLDS_MAX_ROWS`` rows, one split of ``test_size``
+    above, where the held-out share alone holds 90,000 rows or more.
     """
     seed: int = Field(default=42, ge=0)
     select_by: Literal["qini", "policy_value"] = "policy_value"

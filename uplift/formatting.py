@@ -43,7 +43,8 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def interval(low: float | None, high: float | None, fmt: Callable[[float], str]) -> str:
+def interval(low: float | None, high: float | None,
+             fmt: Callable[[float | None], str]) -> str:
     """``[low, high]`` in ``fmt``; empty when either end is missing or not finite."""
     if not (_finite(low) and _finite(high)):
         return ""

@@ -20,7 +20,7 @@ and net value are differences computed row by row, so the pairing (the same
 customer under control and under the policy) is used; for customers the policy
 leaves in the control both terms are identical and contribute exactly zero.
 
-Three choices of the augmentation ``mu``:
+Four choices of the augmentation ``mu``:
 
 * ``"doubly robust"`` (default when ``predicted_churn`` is given): ``mu`` is the
   model's P(churn | group). It should come from a model not fitted on these rows.
@@ -35,7 +35,7 @@ Three choices of the augmentation ``mu``:
   the change between two policies on the rows where they differ
   (:meth:`PolicyRows.moved_to`).
 
-Because the propensities are known (the test was randomized), all three are
+Because the propensities are known (the test was randomized), the first three are
 unbiased for a policy fixed independently of the evaluation rows (Hajek up to
 O(1/n)); the augmentation only removes variance. The coverage benchmark
 (``benchmarks/bench_offpolicy_coverage.py``: 100 simulated tests of 25,000
@@ -101,7 +101,8 @@ class PolicyEstimate:
     """Off-policy estimates of a recommended policy on held-out randomized rows.
 
     Attributes:
-        method: ``"doubly robust"``, ``"hajek"`` or ``"ipw"`` (see the module docs).
+        method: ``"doubly robust"``, ``"hajek"``, ``"ipw"`` or ``"direct"`` (see the
+            module docs).
         n: Held-out customers used.
         alpha: The intervals are at level ``1 - alpha``.
         churn_rate: The policy's churn rate.

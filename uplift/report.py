@@ -166,10 +166,14 @@ def _policy_section(training: TrainingResult) -> _Section:
                   f"(recommended: {training.recommended_label}), on {est.n:,} randomized "
                   f"customers ({est.method} estimator with the design's known propensities). "
                   "Each customer is valued under the policy the selection chose without "
-                  "them, so the estimate includes the selection. Churn reduction and net "
-                  "value are relative to giving nobody an offer."),
+                  "them, so the estimate includes the selection; where that was the "
+                  "recommended policy, customers whom the refitted model treats differently "
+                  "are valued by the churn-risk model, so the estimate and its shares "
+                  "describe the policy the export applies. Churn reduction and net value "
+                  "are relative to giving nobody an offer."),
         est.table(),
-        Paragraph("The recommended offers on the held-out rows"
+        Paragraph("The recommended offers of the out-of-fold policy (the candidates' "
+                  "predictions for customers their models never saw) on the held-out rows"
                   + (", with the config's budget and capacities scaled to the held-out share "
                      "of the customers:" if limited else ":")),
         policy.table(),

@@ -2,16 +2,18 @@
 
 The rows are cut into seeded folds stratified by group and outcome (``model.folds``;
 one fold is the single held-out split of ``model.test_size``, which ``auto`` uses for
-the largest tables). Every candidate and
-the churn-risk model are fitted once per fold on the other folds, so every customer
-gets predictions from models that never saw them. Each candidate is scored on those
-out-of-fold predictions by causalml's Qini / AUUC per offer and by the value of the
-policy it would recommend, estimated doubly robustly with the design's assignment
-probabilities (see ``offpolicy.py``); the policies that need no model (nobody, one
-offer for everyone) are candidates too. A learner that fails is reported and skipped;
-only when every learner fails is it an error. The selection rule is rerun fold by fold
-on the other folds' rows alone, so the reported estimate includes the selection. The
-chosen learner is then refitted on all rows.
+the largest tables). Every candidate and the churn-risk model are fitted once per fold
+on the other folds, so every customer gets predictions from models that never saw them.
+Each candidate is scored on those out-of-fold predictions by causalml's Qini / AUUC
+per offer and by the value of the policy it would recommend, estimated doubly robustly
+with the design's assignment probabilities (see ``offpolicy.py``); the policies that
+need no model (nobody, one offer for everyone) are candidates too. A learner that fails
+is reported and skipped; only when every learner fails is it an error. The selection
+rule is rerun fold by fold on the other folds' rows alone, so the reported estimate
+includes the selection. The chosen learner is then refitted on all rows, and the
+estimate moved to the refitted model's policy, the one the export applies: customers it
+treats differently from the out-of-fold policy are valued by the churn-risk model
+(``PolicyRows.moved_to``).
 
 Assignment probabilities: the config's ``allocation`` when the group counts agree
 with it, else the observed shares. A sample-ratio mismatch (the check of
@@ -113,7 +115,7 @@ class TrainingResult:
     """The recommended policy's estimate on the rows that chose it: optimistic."""
     reason: str = ""
     """Why a policy that needs no model is recommended: ``beaten`` (it beat the model's
-    policy) or ``unproven`` (the interval of the procedure's estimate reached zero under
+    policy) or ``unproven`` (the interval of the reported estimate reached zero under
     ``policy.require_ci_above_zero``); ``""`` when the selected model's is."""
     declined_estimate: PolicyEstimate | None = None
     """Under ``unproven``: the honest estimate of the policy the run declined."""
@@ -494,10 +496,10 @@ def _reported(procedure: PolicyEstimate, own: PolicyEstimate, objective: str
     The selection ranked candidates on the objective, so the winner's own estimate of
     it is optimistic: under ``net_value`` the net value is the selection procedure's
     estimate (each fold valued under the policy chosen without it). The churn and cost
-    figures are the recommended policy's own out-of-fold estimates: the selection did
-    not rank on them, and the procedure's, which mix the policies different folds
-    chose, would describe no one policy. Under ``churn_reduction`` every figure is the
-    procedure's, so that churn rate and reduction stay consistent.
+    figures are the recommended policy's own: the selection did not rank on them, and
+    the procedure's, which mix the policies different folds chose, would describe no one
+    policy. Both come moved to the refitted model's policy. Under ``churn_reduction``
+    every figure is the procedure's, so that churn rate and reduction stay consistent.
     """
     if objective != "net_value":
         return procedure
