@@ -460,8 +460,10 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
     _plot_policy_mix(training, folder / "policy_mix.png")
     blocks.append(_Plot("policy_mix.png", "Policy mix", (
         "Left: share of held-out customers the recommended policy sends to each group (no "
-        "offer in orange), with customer counts. Right: expected net value of each group "
-        "(value of the customers kept over the value horizon minus the offers' cost), "
+        "offer in orange), with customer counts, from the out-of-fold predictions (the "
+        "refitted model's shares are those of the policy estimate). Right: expected net "
+        "value of each group (value of the customers kept over the value horizon minus the "
+        "offers' cost), "
         "predicted by the selected model.")))
 
     policy = training.holdout_policy
