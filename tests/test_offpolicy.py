@@ -80,18 +80,21 @@ def test_auto_is_hajek_without_predictions_and_dr_with() -> None:
     assert tiny(estimator="auto", predicted_churn=pred).method == "doubly robust"
 
 
-def test_dr_by_hand() -> None:
+@pytest.mark.parametrize("estimator", ["doubly robust", "direct"])
+def test_dr_and_direct_by_hand(estimator: str) -> None:
     rng = np.random.default_rng(3)
     pred = {g: rng.uniform(0.1, 0.6, 8) for g in TINY_PROP}
-    est = tiny(estimator="doubly robust", predicted_churn=pred)
+    est = tiny(estimator=estimator, predicted_churn=pred)
+    residual = 1.0 if estimator == "doubly robust" else 0.0  # direct: predictions alone
     mu_c = pred["c"]
     mu_p = np.array([pred[r][i] for i, r in enumerate(TINY_REC)])
     e_p = np.array([TINY_PROP[r] for r in TINY_REC])
-    psi_c = mu_c + (TINY_T == "c") / 0.5 * (TINY_Y - mu_c)
-    psi_p = mu_p + (TINY_T == TINY_REC) / e_p * (TINY_Y - mu_p)
+    psi_c = mu_c + residual * (TINY_T == "c") / 0.5 * (TINY_Y - mu_c)
+    psi_p = mu_p + residual * (TINY_T == TINY_REC) / e_p * (TINY_Y - mu_p)
     fixed = np.array([{"c": 0, "A": 2, "B": 0}[r] for r in TINY_REC])
     share = np.array([{"c": 0, "A": 0, "B": 0.3}[r] for r in TINY_REC])
     cost = fixed + share * TINY_V * (1 - psi_p)
+    assert est.method == estimator
     check(est.churn_rate, psi_p)
     check(est.churn_rate_no_offer, psi_c)
     check(est.churn_reduction, psi_c - psi_p)
@@ -99,26 +102,15 @@ def test_dr_by_hand() -> None:
     check(est.net_value_per_customer, (psi_c - psi_p) * TINY_V * H - cost)
 
 
+def test_direct_needs_predictions() -> None:
+    with pytest.raises(ValueError, match="direct estimator needs predicted_churn"):
+        tiny(estimator="direct")
+
+
 def tiny_rows(rec: np.ndarray, estimator: str, pred: dict) -> PolicyRows:
     return policy_rows(rec, TINY_T, TINY_Y, TINY_V, control="c", arms=TINY_ARMS,
                        propensity=TINY_PROP, horizon_months=H, predicted_churn=pred,
                        estimator=estimator)
-
-
-def test_direct_is_the_predictions_alone() -> None:
-    rng = np.random.default_rng(4)
-    pred = {g: rng.uniform(0.1, 0.6, 8) for g in TINY_PROP}
-    est = tiny(estimator="direct", predicted_churn=pred)
-    mu_c = pred["c"]
-    mu_p = np.array([pred[r][i] for i, r in enumerate(TINY_REC)])
-    cost = np.array([{"c": 0.0, "A": 2.0, "B": 0.0}[r] for r in TINY_REC]) + np.array(
-        [{"c": 0.0, "A": 0.0, "B": 0.3}[r] for r in TINY_REC]) * TINY_V * (1 - mu_p)
-    assert est.method == "direct"
-    check(est.churn_rate, mu_p)
-    check(est.churn_reduction, mu_c - mu_p)
-    check(est.net_value_per_customer, (mu_c - mu_p) * TINY_V * H - cost)
-    with pytest.raises(ValueError, match="direct estimator needs predicted_churn"):
-        tiny(estimator="direct")
 
 
 def test_rows_moved_to_another_policy_keep_their_value_where_the_policies_agree() -> None:
