@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
+from uplift.additive import AdditiveSClassifier
 from uplift.models import (
     ChurnRiskModel,
     EnsembleUpliftModel,
@@ -22,6 +23,7 @@ FAST = {
     "r": {"n_estimators": 60}, "dr": {"n_estimators": 60},
     "uplift_forest": {"n_estimators": 5, "max_depth": 4, "min_samples_leaf": 100},
     "uplift_tree": {"max_depth": 3, "min_samples_leaf": 200},
+    "gam": {},
 }
 ARMS = ["zeta", "alpha"]  # config order differs from causalml's sorted order
 SHARES = {"control": 0.4, "zeta": 0.3, "alpha": 0.3}
@@ -51,7 +53,8 @@ def model(learner: str) -> UpliftModel:
                        categorical=["plan"], seed=3, params=FAST[learner])
 
 
-@pytest.mark.parametrize("learner", ["s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"])
+@pytest.mark.parametrize("learner", ["s", "gam", "t", "x", "r", "dr", "uplift_forest",
+                                     "uplift_tree"])
 def test_columns_are_mapped_to_arms_by_name(table: tuple, learner: str) -> None:
     X, treatment, churned = table
     fitted = model(learner).fit(X, treatment, churned)
@@ -188,3 +191,73 @@ def test_encoder_with_a_category_column_empty_at_prediction() -> None:
     encoder = FeatureEncoder().fit(pd.DataFrame({"plan": ["a", "b"]}), [0, 1])
     out = encoder.transform(pd.DataFrame({"plan": pd.Series([None, None], dtype=object)}))
     assert np.isnan(out).all()
+
+
+# --------------------------------------------------------------------------- additive S-learner
+
+
+def cells_table(n: int = 9000, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One 3-level category; churn differs by level and by group."""
+    rng = np.random.default_rng(seed)
+    level = rng.integers(0, 3, n).astype(float)
+    treatment = rng.choice(["control", "a", "b"], n).astype(object)
+    p = (0.2 + 0.1 * level - 0.08 * (treatment == "a") * level
+         + 0.05 * (treatment == "b"))
+    return level[:, None], treatment, (rng.random(n) < p).astype(int)
+
+
+def test_additive_learner_without_penalty_reproduces_every_cells_churn_rate() -> None:
+    # With one categorical feature the model is saturated: unpenalized, its fitted
+    # probability in each (level, group) cell is the cell's observed churn rate.
+    X, treatment, churned = cells_table()
+    fitted = AdditiveSClassifier("control", categorical=[0], C=1e8, interaction_scale=1.0,
+                                 max_iter=5000).fit(X, treatment, churned)
+    assert list(fitted.t_groups) == ["a", "b"]
+    probs = 1.0 / (1.0 + np.exp(-fitted.predict_logits(X)))
+    for g, group in enumerate(["control", "a", "b"]):
+        for level in range(3):
+            cell = (treatment == group) & (X[:, 0] == level)
+            rate = churned[cell].mean()
+            np.testing.assert_allclose(probs[cell, g], rate, atol=2e-3)
+    effect = fitted.predict(X)  # P(offer) - P(control), causalml's sign
+    np.testing.assert_allclose(effect, probs[:, 1:] - probs[:, [0]], rtol=1e-12)
+
+
+def test_additive_learner_shrinks_heterogeneity_before_the_average_effect() -> None:
+    # A heavy penalty on the offers' feature terms leaves each offer one logit shift.
+    X, treatment, churned = cells_table()
+    fitted = AdditiveSClassifier("control", categorical=[0], C=1.0,
+                                 interaction_scale=1e-4).fit(X, treatment, churned)
+    logits = fitted.predict_logits(X)
+    shift = logits[:, 1:] - logits[:, [0]]
+    assert np.ptp(shift, axis=0).max() < 1e-3
+    overall = {g: churned[treatment == g].mean() for g in ("control", "a", "b")}
+    assert shift[0, 0] < 0 < shift[0, 1]  # a keeps customers on average, b loses some
+    assert overall["a"] < overall["control"] < overall["b"]
+
+
+def test_additive_learner_weights_count_like_repeated_rows() -> None:
+    X, treatment, churned = cells_table(n=3000, seed=8)
+    X = np.column_stack([X[:, 0], np.random.default_rng(1).gamma(2.0, 2.0, len(X))])
+    twice = np.arange(len(X)) % 3 == 0
+    weights = np.where(twice, 2.0, 1.0)
+    rows = np.concatenate([np.arange(len(X)), np.flatnonzero(twice)])
+    a = AdditiveSClassifier("control", categorical=[0], max_iter=5000).fit(
+        X, treatment, churned, sample_weight=weights)
+    b = AdditiveSClassifier("control", categorical=[0], max_iter=5000).fit(
+        X[rows], treatment[rows], churned[rows])
+    # The quantile and spline bases are learned from the rows, so repeated rows move
+    # them slightly; predictions agree closely.
+    np.testing.assert_allclose(a.predict(X), b.predict(X), atol=5e-3)
+
+
+def test_additive_learner_handles_missing_values_and_unseen_levels() -> None:
+    X, treatment, churned = cells_table(n=3000, seed=9)
+    usage = np.random.default_rng(2).gamma(2.0, 2.0, len(X))
+    usage[::7] = np.nan
+    X = np.column_stack([X[:, 0], usage])
+    fitted = AdditiveSClassifier("control", categorical=[0]).fit(X, treatment, churned)
+    new = np.array([[7.0, np.nan], [np.nan, 3.0], [1.0, 1e6]])  # unseen level, NaNs, far tail
+    out = fitted.predict(new)
+    assert out.shape == (3, 2)
+    assert np.isfinite(out).all()

@@ -33,7 +33,7 @@ from pydantic import (
 from .errors import ConfigError, Problem, did_you_mean
 
 ArmKind = Literal["discount", "free_upgrade", "webinar", "other"]
-LearnerName = Literal["s", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"]
+LearnerName = Literal["s", "gam", "t", "x", "r", "dr", "uplift_forest", "uplift_tree"]
 Correction = Literal["holm", "bonferroni", "fdr_bh", "none"]
 CupedMethod = Literal["linear", "model"]
 LEARNERS: tuple[str, ...] = typing.get_args(LearnerName)
@@ -159,7 +159,7 @@ class ModelConfig(_Model):
     """Which uplift learners to try and how to hold data out for choosing among them."""
 
     learners: list[LearnerName] = Field(
-        default_factory=lambda: ["s", "t", "x", "uplift_forest"], min_length=1
+        default_factory=lambda: ["s", "gam", "t", "x", "uplift_forest"], min_length=1
     )
     base: Literal["lightgbm", "xgboost"] = "lightgbm"
     test_size: float = Field(default=0.3, gt=0, lt=1)
@@ -172,7 +172,7 @@ class ModelConfig(_Model):
     """
     seed: int = Field(default=42, ge=0)
     select_by: Literal["qini", "policy_value"] = "policy_value"
-    ensemble: bool = True  # also try the average of the two best learners
+    ensemble: bool = True  # the average of the first two learners is a candidate (the favourite)
     params: dict[str, dict[str, int | float | bool | str]] = Field(default_factory=dict)
     """Settings passed to a learner's models, keyed by learner name (or ``churn_risk``)."""
 

@@ -1,6 +1,7 @@
 """Registry of uplift learners: seeded, unfitted causalml estimators by name and base family.
 
-Names are s, t, x, r, dr, uplift_forest and uplift_tree; base families lightgbm and xgboost.
+Names are s, gam, t, x, r, dr, uplift_forest and uplift_tree; base families lightgbm and
+xgboost (``gam``, the additive S-learner of ``additive.py``, and the trees ignore it).
 
 Choices made here, and why:
 - The DR learner is causalml's ``BaseDRLearner`` with *regressors* on the 0/1 outcome:
@@ -24,10 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
+from .additive import ADDITIVE_DEFAULTS, AdditiveSClassifier
 from .config import LEARNERS, LearnerName
 
 # forestci (imported by causalml's trees) logs an error when the optional duecredit
@@ -37,9 +40,9 @@ logging.getLogger("duecredit").propagate = False
 
 BaseName = Literal["lightgbm", "xgboost"]
 TREE_LEARNERS = frozenset({"uplift_forest", "uplift_tree"})
-LEARNER_LABELS = {"s": "S-learner", "t": "T-learner", "x": "X-learner", "r": "R-learner",
-                  "dr": "DR-learner", "uplift_forest": "uplift forest",
-                  "uplift_tree": "uplift tree"}
+LEARNER_LABELS = {"s": "S-learner", "gam": "additive S-learner", "t": "T-learner",
+                  "x": "X-learner", "r": "R-learner", "dr": "DR-learner",
+                  "uplift_forest": "uplift forest", "uplift_tree": "uplift tree"}
 PROPENSITY_LEARNERS = frozenset({"x", "r", "dr"})
 
 # Outcome models: churn probability. Effect models: regressions on imputed effects.
@@ -142,6 +145,8 @@ def learner_settings(name: LearnerName, base: BaseName, params: dict[str, Any] |
     if name in TREE_LEARNERS:
         defaults = _FOREST if name == "uplift_forest" else _TREE
         return {f"tree.{k}": v for k, v in {**defaults, **params}.items()}
+    if name == "gam":
+        return {f"additive.{k}": v for k, v in {**ADDITIVE_DEFAULTS, **params}.items()}
     outcome = {**(_LGBM_OUTCOME if base == "lightgbm" else _XGB_OUTCOME), **params}
     out = {"base": base, **{f"outcome.{k}": v for k, v in outcome.items()}}
     if name in ("x", "r", "dr"):
@@ -188,7 +193,8 @@ def with_group_flags(matrix: Any, group: Any, groups: list[str]) -> np.ndarray:
 
 
 def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
-                 n_jobs: int = 1, params: dict[str, Any] | None = None) -> Any:
+                 n_jobs: int = 1, params: dict[str, Any] | None = None,
+                 categorical: Sequence[int] = ()) -> Any:
     """An unfitted causalml learner for ``name`` on base models of ``base``.
 
     Args:
@@ -199,8 +205,13 @@ def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
         n_jobs: Threads per base model.
         params: Overrides of the learner's (or, for meta-learners, the outcome
             model's) settings.
+        categorical: Indices of the columns holding category codes (for ``gam``,
+            which gives each level its own term).
     """
     params = dict(params or {})
+    if name == "gam":
+        return AdditiveSClassifier(control_name=control, categorical=tuple(categorical),
+                                   seed=seed, **{**ADDITIVE_DEFAULTS, **params})
     if name in TREE_LEARNERS:
         from causalml.inference.tree import UpliftRandomForestClassifier, UpliftTreeClassifier
 

@@ -146,7 +146,7 @@ class UpliftModel(BaseEstimator):
     """One causalml learner fitted on every offer against the control at once.
 
     Args:
-        learner: One of s, t, x, r, dr, uplift_forest, uplift_tree.
+        learner: One of s, gam, t, x, r, dr, uplift_forest, uplift_tree.
         base: Base model family of the meta-learners (lightgbm, xgboost).
         control: Treatment value of the control group.
         arms: Offer names in reporting order (default: sorted offers seen in ``fit``).
@@ -190,14 +190,15 @@ class UpliftModel(BaseEstimator):
         matrix = self.encoder_.transform(X)
         self.arms_ = arms
         self.shares_ = group_shares(treatment, [self.control, *arms], self.propensity)
+        coded = [j for j, c in enumerate(self.encoder_.columns_) if c in self.encoder_.categories_]
         self.learner_ = make_learner(self.learner, self.base, self.seed, self.control,
-                                     self.n_jobs, self.params)
+                                     self.n_jobs, self.params, categorical=coded)
         kwargs: dict[str, Any] = {"X": matrix, "treatment": treatment, "y": y}
         if self.learner in PROPENSITY_LEARNERS:
             kwargs["p"] = self._pair_propensity(len(y))
         if self.learner == "dr":
             kwargs["seed"] = self.seed
-        if self.learner in TREE_LEARNERS and sample_weight is not None:
+        if self.learner in (*TREE_LEARNERS, "gam") and sample_weight is not None:
             kwargs["sample_weight"] = sample_weight
         try:
             with warnings.catch_warnings():
@@ -229,7 +230,7 @@ class UpliftModel(BaseEstimator):
             else:
                 kwargs = {"p": self._pair_propensity(len(matrix))} if self.learner in (
                     "x",) else {}
-                if self.learner in ("s", "t", "x", "dr"):
+                if self.learner in ("s", "gam", "t", "x", "dr"):
                     kwargs["verbose"] = False
                 te = np.asarray(self.learner_.predict(matrix, **kwargs), dtype=float)
                 te = te.reshape(len(matrix), -1)

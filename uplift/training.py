@@ -80,9 +80,9 @@ BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy
 # A policy that needs no model replaces the best model's only when it beats it by this
 # many standard errors of the paired difference of their estimates.
 EVIDENCE_Z = 1.0
-# A rival model replaces the favourite (the first learner listed) only when it beats it
-# by this many: several rivals each get a chance, and with four of them a lead of one
-# standard error happens by luck about half the time.
+# A rival model replaces the favourite (the ensemble of the first two learners listed, or
+# the first learner) only when it beats it by this many: several rivals each get a chance,
+# and with four of them a lead of one standard error happens by luck about half the time.
 RIVAL_Z = 2.0
 # A candidate's own policy figures (with their intervals), beside its Qini and AUUC.
 CANDIDATE_METRICS = ("policy_net_value_per_customer", "policy_churn_reduction")
@@ -406,7 +406,7 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     which = np.array([keys.index(picks[k]) for k in selection_fold])
     procedure = PolicyRows.pick([judge.rows(p) for p in keys], which)
 
-    pair = judge.best_pair(everywhere)
+    pair = judge.pair
     if pair is not None:
         candidates.append(CandidateResult(
             ENSEMBLE, members=pair, started=time.time(),
@@ -614,30 +614,33 @@ class _Judge:
             return float(np.mean(qini))
         return self.worth(key, mask)
 
-    def best_pair(self, mask: np.ndarray) -> tuple[str, ...] | None:
-        """The two best learners on ``mask`` (the ensemble's members), if ensembling."""
-        if not self.ensemble:
-            return None
-        ranked = sorted(self.oof, key=lambda n: self.score(n, mask), reverse=True)
-        return tuple(ranked[:2])
+    @property
+    def pair(self) -> tuple[str, ...] | None:
+        """The ensemble's members, if ensembling: the first two learners listed that fitted."""
+        return tuple(list(self.oof)[:2]) if self.ensemble else None
+
+    @property
+    def favourite(self) -> str | tuple[str, ...]:
+        """The model a rival must clearly beat: the ensemble, else the first learner."""
+        return self.pair or next(iter(self.oof))
 
     def choose(self, mask: np.ndarray) -> tuple[str | tuple[str, ...], str | tuple[str, ...]]:
         """On the rows of ``mask``: the best model, and the policy to recommend (keys).
 
-        Under ``select_by: policy_value`` the first learner listed (that fitted) is the
-        favourite: another model, or the ensemble, replaces it only when its policy beats
-        the favourite's by at least ``RIVAL_Z`` standard errors of their paired
-        difference. The best model's policy is then recommended unless the best policy
-        that needs no model (nobody, or one offer for everyone) beats it by
-        ``EVIDENCE_Z``. At 20k customers one policy's net value is estimated within tens
-        of currency units per customer, so a small lead of any kind is mostly noise;
-        ranking on it picks the luckiest candidate, and the suite of worlds finds a fixed
-        favourite ahead.
+        Under ``select_by: policy_value`` the favourite is the ensemble (the average of
+        the first two learners listed that fitted), or the first learner without one: a
+        single learner replaces it only when its policy beats the favourite's by at least
+        ``RIVAL_Z`` standard errors of their paired difference. The best model's policy
+        is then recommended unless the best policy that needs no model (nobody, or one
+        offer for everyone) beats it by ``EVIDENCE_Z``. At 20k customers one policy's net
+        value is estimated within tens of currency units per customer, so a small lead of
+        any kind is mostly noise; ranking on it picks the luckiest candidate, and the
+        suite of worlds finds a fixed favourite ahead.
         """
-        pair = self.best_pair(mask)
+        pair = self.pair
         models: list[str | tuple[str, ...]] = [*self.oof, *([pair] if pair else [])]
         best = max(models, key=lambda m: self.score(m, mask))
-        favourite = next(iter(self.oof))
+        favourite = self.favourite
         if (self.cfg.model.select_by != "qini" and best != favourite
                 and not self._beats(best, favourite, mask, RIVAL_Z)):
             best = favourite
