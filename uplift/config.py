@@ -159,7 +159,7 @@ class ModelConfig(_Model):
     """Which uplift learners to try and how to hold data out for choosing among them."""
 
     learners: list[LearnerName] = Field(
-        default_factory=lambda: ["s", "gam", "t", "x", "uplift_forest"], min_length=1
+        default_factory=lambda: ["s", "gam"], min_length=1
     )
     base: Literal["lightgbm", "xgboost"] = "lightgbm"
     test_size: float = Field(default=0.3, gt=0, lt=1)
