@@ -78,7 +78,7 @@ __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
 ENSEMBLE = "ensemble"
 BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
 # A policy that needs no model replaces the best model's only when it beats it by this
-# many standard errors of the paired difference of their estimates.
+# many standard errors of the paired difference of their estimates (and in every fold).
 EVIDENCE_Z = 1.0
 # A rival model replaces the favourite (the ensemble of the first two learners listed, or
 # the first learner) only when it beats it by this many: several rivals each get a chance,
@@ -201,14 +201,14 @@ class TrainingResult:
             paragraphs.append(Paragraph(
                 f"The run recommends {self.recommended_label}: on the out-of-fold estimates "
                 f"it beats the selected model's policy by at least {EVIDENCE_Z:g} standard "
-                "error. The export applies it; the model's predictions are kept for "
-                "reference.",
+                "error, and in every fold. The export applies it; the model's predictions are "
+                "kept for reference.",
                 kind="warn"))
         else:
             paragraphs.append(Paragraph(
                 f"The run recommends the {self.selected} policy: no policy that needs no "
                 "model (nobody, one offer for everyone) beats it by "
-                f"{EVIDENCE_Z:g} standard error or more."))
+                f"{EVIDENCE_Z:g} standard error or more and in every fold."))
         return paragraphs
 
     def status(self, cand: CandidateResult) -> str:
@@ -392,15 +392,16 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         raise LearnerError(f"every candidate learner failed ({reasons})")
 
     step("Choosing the policy")
+    # The estimate of what choosing this way earns: each fold's rows valued under the
+    # policy chosen on the other folds' rows alone (halves of the held-out rows for one
+    # split).
+    selection_fold = (fold[rows] if n_folds > 1 else
+                      cross_folds(treatment[rows], churned[rows], 2, 0.5, seed_split))
     judge = _Judge(dataset, cfg, rows, values, shares, {g: o[rows] for g, o in outcomes.items()},
-                   oof, ensemble=model_cfg.ensemble)
+                   oof, ensemble=model_cfg.ensemble, blocks=selection_fold)
     everywhere = np.ones(rows.size, dtype=bool)
     best, chosen_key = judge.choose(everywhere)
     selected, recommended = judge.name(best), judge.name(chosen_key)
-    # The estimate of what choosing this way earns: each fold's rows valued under the
-    # policy chosen on the other folds' rows alone.
-    selection_fold = (fold[rows] if n_folds > 1 else
-                      cross_folds(treatment[rows], churned[rows], 2, 0.5, seed_split))
     picks = [judge.choose(selection_fold != k)[1] for k in range(int(selection_fold.max()) + 1)]
     keys = list(dict.fromkeys(picks))
     which = np.array([keys.index(picks[k]) for k in selection_fold])
@@ -518,8 +519,9 @@ class _Judge:
     def __init__(self, dataset: Dataset, cfg: ExperimentConfig, rows: np.ndarray,
                  values: np.ndarray, shares: Mapping[str, float],
                  outcomes: Mapping[str, np.ndarray], oof: Mapping[str, pd.DataFrame],
-                 ensemble: bool):
+                 ensemble: bool, blocks: np.ndarray):
         self.cfg = cfg
+        self.blocks = np.asarray(blocks)
         self.frame = dataset.frame.iloc[rows]
         self.treatment = dataset.treatment[rows]
         self.churned = np.asarray(dataset.churned)[rows]
@@ -632,7 +634,8 @@ class _Judge:
         single learner replaces it only when its policy beats the favourite's by at least
         ``RIVAL_Z`` standard errors of their paired difference. The best model's policy
         is then recommended unless the best policy that needs no model (nobody, or one
-        offer for everyone) beats it by ``EVIDENCE_Z``. At 20k customers one policy's net
+        offer for everyone) beats it by ``EVIDENCE_Z``. Either lead must also hold in
+        every fold (see :meth:`_beats`). At 20k customers one policy's net
         value is estimated within tens of currency units per customer, so a small lead of
         any kind is mostly noise; ranking on it picks the luckiest candidate, and the
         suite of worlds finds a fixed favourite ahead.
@@ -649,11 +652,20 @@ class _Judge:
 
     def _beats(self, key: str | tuple[str, ...], other: str | tuple[str, ...],
                mask: np.ndarray, z: float = EVIDENCE_Z) -> bool:
-        """Whether ``key``'s policy beats ``other``'s by ``z`` paired standard errors."""
+        """Whether ``key``'s policy beats ``other``'s by ``z`` paired standard errors.
+
+        It must also be ahead in every fold of ``mask``: with revenue concentrated in a
+        few accounts, a handful of them in one fold can make a lead of two standard
+        errors (the interval assumes no such tail), and that lead is luck.
+        """
         objective = self.cfg.policy.objective
-        gain = (self.rows(key).values(objective) - self.rows(other).values(objective))[mask]
-        se = float(np.std(gain, ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
-        return bool(gain.mean() > z * se)
+        gain = self.rows(key).values(objective) - self.rows(other).values(objective)
+        chosen = gain[mask]
+        se = float(np.std(chosen, ddof=1) / np.sqrt(chosen.size)) if chosen.size > 1 else np.inf
+        if not chosen.mean() > z * se:
+            return False
+        return all(gain[mask & (self.blocks == b)].mean() > 0
+                   for b in np.unique(self.blocks[mask]))
 
     def worth(self, key: str | tuple[str, ...], mask: np.ndarray) -> float:
         """The objective's estimate (net value or churn reduction per customer) on ``mask``."""
