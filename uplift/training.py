@@ -78,8 +78,10 @@ __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
 ENSEMBLE = "ensemble"
 BUDGET_POINTS = 12  # budgets of the held-out budget curve, from 0 to the policy's cost
 # A policy that needs no model replaces the best model's only when it beats it by this
-# many standard errors of the paired difference of their estimates (and in every fold).
-EVIDENCE_Z = 1.0
+# many standard errors of the paired difference of their estimates (and in every fold):
+# the best of several such policies is the challenger, so, as for rival learners, a lead
+# of one standard error is often luck.
+EVIDENCE_Z = 2.0
 # A rival model replaces the favourite (the ensemble of the first two learners listed, or
 # the first learner) only when it beats it by this many: several rivals each get a chance,
 # and with four of them a lead of one standard error happens by luck about half the time.
@@ -201,14 +203,14 @@ class TrainingResult:
             paragraphs.append(Paragraph(
                 f"The run recommends {self.recommended_label}: on the out-of-fold estimates "
                 f"it beats the selected model's policy by at least {EVIDENCE_Z:g} standard "
-                "error, and in every fold. The export applies it; the model's predictions are "
+                "errors, and in every fold. The export applies it; the model's predictions are "
                 "kept for reference.",
                 kind="warn"))
         else:
             paragraphs.append(Paragraph(
                 f"The run recommends the {self.selected} policy: no policy that needs no "
                 "model (nobody, one offer for everyone) beats it by "
-                f"{EVIDENCE_Z:g} standard error or more and in every fold."))
+                f"{EVIDENCE_Z:g} standard errors or more and in every fold."))
         return paragraphs
 
     def status(self, cand: CandidateResult) -> str:
