@@ -3,7 +3,9 @@
 Setup (not timed): the demo config trained on 50k simulated customers with the
 S-learner (its base models are LightGBM boosters, so the floor below is the whole
 model's arithmetic), logged, registered and promoted in a scratch store; a fresh
-simulated customer base written to parquet.
+simulated customer base written to parquet. ``--learners s gam`` registers the
+default model instead (the average of the S-learner and the additive model), to see
+what the default costs per customer; the floor then leaves the additive half out.
 
 1. Throughput, 1M customers: ``export_recommendations`` end to end (model load,
    reading, scoring, holdout, offers, ranks, the atomic write, hashing, manifest)
@@ -18,7 +20,7 @@ simulated customer base written to parquet.
 Run by hand:
 
     python benchmarks/bench_export.py [--rows 1000000] [--memory-rows 10000000]
-        [--repeats 3] [--skip-memory] [--skip-spark]
+        [--repeats 3] [--skip-memory] [--skip-spark] [--learners s gam]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def setup(folder: Path) -> str:
+def setup(folder: Path, learners: list[str]) -> str:
     """Train, log, register and promote the benchmark model; return the store URI."""
     import mlflow
 
@@ -49,7 +51,8 @@ def setup(folder: Path) -> str:
     from uplift.training import train_models
 
     mapping = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())
-    mapping["model"] = {**mapping.get("model", {}), "learners": ["s"], "ensemble": False}
+    mapping["model"] = {**mapping.get("model", {}), "learners": learners,
+                        "ensemble": len(learners) > 1}
     config = folder / "bench.yaml"
     config.write_text(yaml.safe_dump(mapping, sort_keys=False))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -143,12 +146,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument("--learners", nargs="+", default=["s"],
+                        help="the model's learners (default s; 's gam' registers the "
+                        "default ensemble, whose additive half the floor does not count)")
     opts = parser.parse_args()
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        print("setting up: training and registering the model ...", flush=True)
-        uri = setup(folder)
+        print(f"setting up: training and registering the model ({' + '.join(opts.learners)})"
+              " ...", flush=True)
+        uri = setup(folder, opts.learners)
         customers = folder / "customers.parquet"
         write_customers(customers, opts.rows, seed=101)
 
