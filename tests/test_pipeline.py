@@ -58,6 +58,9 @@ def test_run_logs_every_spec_name_child_runs_and_registers(
     assert run.info.status == "FINISHED"
     assert set(TAGS) <= set(run.data.tags)
     assert run.data.tags["period"] == "2026-10"
+    shown = {"s": "S-learner (s)", "t": "T-learner (t)", "ensemble": "ensemble (s + t)"}
+    assert (f"Selected learner: {shown[run.data.tags['selected_learner']]}; registered "
+            "pipeline-model version 1 as 'candidate'") in result.stdout
     arms = ["discount_20", "free_upgrade", "webinar"]
     assert set(run.data.metrics) == logged_metric_names(arms)
     assert spec_metric_names(arms) <= set(run.data.metrics)

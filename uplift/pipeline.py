@@ -56,6 +56,8 @@ class RunResult:
     """Why it does, for people."""
     seconds: dict[str, float] = field(default_factory=dict)
     rct: RctResult | None = None
+    selected_label: str = ""
+    """The selected learner for people, e.g. ``ensemble (s + gam)`` or ``S-learner (s)``."""
     """The readout, with its covariate-adjusted effects when there are some."""
 
     def to_frame(self) -> pd.DataFrame:
@@ -69,7 +71,8 @@ class RunResult:
         lines = [f"Period {self.period}: {int(m['n_customers']):,} customers, observed churn "
                  f"{pct(m['churn_rate_observed'])}",
                  *([adjusted] if adjusted else []),
-                 f"Selected learner: {self.selected_learner}; registered {self.model_name} "
+                 f"Selected learner: {self.selected_label or self.selected_learner}; "
+                 f"registered {self.model_name} "
                  f"version {self.model_version} as 'candidate'",
                  *([f"Recommended policy: {self.recommended} ({self.why_recommended}; the "
                     "export applies it)"] if self.recommended else []),
@@ -81,6 +84,11 @@ class RunResult:
                          f"{t['report']:.1f} s, MLflow logging {t['tracking']:.1f} s, "
                          f"registering {t['register']:.2f} s)")
         return lines
+
+
+def _learner_label(display_name: str, learner: str) -> str:
+    """``ensemble (s + gam)`` as is; ``S-learner`` with its config name: ``S-learner (s)``."""
+    return display_name if display_name.startswith(learner) else f"{display_name} ({learner})"
 
 
 def outcome_lines(metrics: dict[str, float], baseline_source: str) -> list[str]:
@@ -236,6 +244,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
     return RunResult(
         run_id=run.run_id, experiment_id=experiment_id, tracking_uri=uri,
         period=str(cfg.period), selected_learner=training.selected,
+        selected_label=_learner_label(training.chosen.display_name, training.selected),
         recommended=training.recommended_label if training.recommended != training.selected
         else "", why_recommended=training.why_recommended,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
