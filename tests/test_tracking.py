@@ -13,6 +13,7 @@ from uplift.tracking import (
     flatten_params,
     logged_metric_names,
     resolve_tracking_uri,
+    schema_sample,
     spec_metric_names,
 )
 
@@ -145,3 +146,27 @@ def test_the_ui_lands_on_the_runs_of_the_experiment(tmp_path: Path) -> None:
     assert "2026-11" in text
     assert "Token Usage" not in text  # not the GenAI overview
     record_browser_check("MLflow UI runs page")
+
+
+def test_the_schema_sample_gives_the_whole_tables_types() -> None:
+    """A column empty in the first rows, one with gaps, text and numbers: same schema."""
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    n = 5000
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(n)],
+        "late_text": [None] * 4000 + ["gold"] * (n - 4000),
+        "late_number": [np.nan] * 4500 + list(rng.normal(size=n - 4500)),
+        "gappy": np.where(rng.random(n) < 0.4, np.nan, rng.normal(size=n)),
+        "seats": rng.integers(1, 50, n),
+        "annual": rng.random(n) < 0.5,
+    })
+    sample = schema_sample(frame, rows=100)
+    assert len(sample) == 102  # the first 100 rows and the two late columns' first values
+    assert sample["late_text"].notna().any()
+    assert sample["late_number"].notna().any()
+    assert infer_signature(sample).inputs == infer_signature(frame).inputs
+    assert infer_signature(frame.head(100)).inputs != infer_signature(frame).inputs
