@@ -504,7 +504,7 @@ def test_sigkill_never_leaves_a_partial_file(store: Store, tmp_path: Path) -> No
             deadline = time.monotonic() + duration * 2
             while not leftovers(target.parent) and time.monotonic() < deadline:
                 time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, 0.2))
+            time.sleep(rng.uniform(0.0, 0.05))
         writing = bool(leftovers(target.parent))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
