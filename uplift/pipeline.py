@@ -56,9 +56,9 @@ class RunResult:
     """Why it does, for people."""
     seconds: dict[str, float] = field(default_factory=dict)
     rct: RctResult | None = None
+    """The readout, with its covariate-adjusted effects when there are some."""
     selected_label: str = ""
     """The selected learner for people, e.g. ``ensemble (s + gam)`` or ``S-learner (s)``."""
-    """The readout, with its covariate-adjusted effects when there are some."""
 
     def to_frame(self) -> pd.DataFrame:
         """The logged metrics as a two-column table."""
