@@ -261,3 +261,22 @@ def test_additive_learner_handles_missing_values_and_unseen_levels() -> None:
     out = fitted.predict(new)
     assert out.shape == (3, 2)
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("own_seconds", "expected"), [(3.0, 4), (2.0, 3), (0.0, 1)])
+def test_fit_threads_leaves_only_the_cores_other_processes_keep_busy(monkeypatch, own_seconds,
+                                                                    expected):
+    """Three of four cores busy for a second: our own CPU time is not someone else's load."""
+    import time
+
+    from uplift import learners
+
+    start = time.monotonic() - 1.0
+    before = learners._CpuSample(start, 1000.0, 500.0, 10.0)
+    after = learners._CpuSample(start + 1.0, 1400.0, 600.0, 10.0 + own_seconds)
+    monkeypatch.setattr(learners.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    monkeypatch.setattr(learners.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(learners, "_CPU_MARK", [before])
+    monkeypatch.setattr(learners, "_cpu_sample", lambda: after)
+    assert learners.fit_threads() == expected
+    assert [after] == learners._CPU_MARK

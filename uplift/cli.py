@@ -8,13 +8,18 @@ an internal error (exit 1). ``--verbose`` shows tracebacks.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import gc
 import json
+import os
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -575,5 +580,30 @@ def ui(config_path: str | None, tracking_uri: str | None, port: int) -> None:
 
 
 def main() -> None:
-    """Console entry point."""
-    cli.main()
+    """Console entry point.
+
+    Cyclic garbage collection runs a tenth as often as Python's default: a run creates
+    millions of objects that live until it ends, and the default thresholds scan the
+    growing heap again and again (about a second of a 50k-customer run). When the
+    command is done, the process ends at once (see :func:`_exit_now`).
+    """
+    gc.set_threshold(10_000, 10, 10)
+    _exit_now(cli.main(standalone_mode=False))
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without Python's shutdown.
+
+    By the time a command returns, its results are on disk and only its output is
+    pending. Python's shutdown then tears down, one by one, the two thousand modules
+    that MLflow, causalml and pandas import, which takes a second or more. The steps
+    of shutdown that matter still run, in its order: thread pools are told to stop and
+    running threads are waited for, exit handlers (MLflow's, logging's) run and output
+    is flushed; only the teardown is skipped.
+    """
+    threading._shutdown()  # type: ignore[attr-defined]  # what shutdown does first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

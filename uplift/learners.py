@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -67,36 +67,64 @@ _TREE = {"max_depth": 5, "min_samples_leaf": 400, "min_samples_treatment": 100,
          "n_reg": 100, "evaluationFunction": "KL"}
 
 
-def fit_threads(window: float = 0.2) -> int:
+def fit_threads(window: float = 0.2, recent: float = 30.0) -> int:
     """Threads for each base model: this process's cores minus those other processes keep busy.
 
     LightGBM's threads spin while they wait for each other, so two of them on a core
     another process is using can make a fit many times slower than one thread would
-    be. Busy cores are measured from ``/proc/stat`` over ``window`` seconds (this
-    process sleeps meanwhile); elsewhere every core counts as free. The thread count
-    does not change the fitted models.
+    be. Busy cores are measured from ``/proc/stat`` since the previous call (or since
+    this module was imported), less this process's own CPU time, so the measurement
+    costs nothing while work goes on. When that was less than ``window`` seconds ago
+    this process sleeps for the rest; when more than ``recent`` seconds ago (an idle
+    notebook), it measures ``window`` seconds afresh. Elsewhere every core counts as free.
+    The thread count does not change the fitted models.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = max(1, cores or 1)
     if cores == 1:
         return 1
-
-    def sample() -> tuple[float, float]:
-        with open("/proc/stat", encoding="ascii") as handle:
-            fields = [float(x) for x in handle.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-        return sum(fields[:8]), idle
-
     try:
-        total0, idle0 = sample()
-        time.sleep(window)
-        total1, idle1 = sample()
+        start = _CPU_MARK[0] if _CPU_MARK else _cpu_sample()
+        if time.monotonic() - start.clock > recent:
+            start = _cpu_sample()
+        wait = window - (time.monotonic() - start.clock)
+        if wait > 0:
+            time.sleep(wait)
+        end = _cpu_sample()
     except (OSError, ValueError, IndexError):
         return cores
-    machine = os.cpu_count() or cores
-    elapsed = total1 - total0
-    busy = 0.0 if elapsed <= 0 else machine * (1.0 - (idle1 - idle0) / elapsed)
-    return max(1, min(cores, round(cores - busy)))
+    _CPU_MARK[:] = [end]
+    return max(1, min(cores, round(cores - _others_busy(start, end))))
+
+
+class _CpuSample(NamedTuple):
+    clock: float  # monotonic seconds
+    total: float  # machine jiffies, every state
+    idle: float  # machine jiffies idle or waiting on I/O
+    own: float  # this process's CPU seconds, every thread
+
+
+def _cpu_sample() -> _CpuSample:
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = [float(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return _CpuSample(time.monotonic(), sum(fields[:8]), idle, time.process_time())
+
+
+def _others_busy(start: _CpuSample, end: _CpuSample) -> float:
+    """Cores kept busy by other processes between two samples."""
+    jiffies, seconds = end.total - start.total, end.clock - start.clock
+    if jiffies <= 0 or seconds <= 0:
+        return 0.0
+    machine = os.cpu_count() or 1
+    busy = machine * (1.0 - (end.idle - start.idle) / jiffies)
+    return max(0.0, busy - (end.own - start.own) / seconds)
+
+
+try:
+    _CPU_MARK: list[_CpuSample] = [_cpu_sample()]
+except (OSError, ValueError, IndexError):
+    _CPU_MARK = []
 
 
 def _prior_classifier() -> Any:
