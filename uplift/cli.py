@@ -436,6 +436,7 @@ def run(config: str, tracking_uri: str | None, period: str | None) -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     _quiet_mlflow()
+    gc.freeze()  # the libraries imported so far live as long as the process: never rescan them
     with steps(_progress()) as update:
         result = run_experiment(config, tracking_uri=tracking_uri, period=period,
                                 on_step=update)

@@ -49,6 +49,7 @@ SECTIONS = ("RCT readout", "Candidate learners", "Recommended policy", "Baseline
             "Plots")
 _CONTROL_COLOR, _ARM_COLOR, _MODEL_COLOR = "#d95f02", "#1f6fb4", "#1b9e77"
 _DPI = 110
+_CURVE_POINTS = 1_000  # vertices of a drawn curve, at most
 _THOUSANDS = "{x:,.0f}"
 # Plots look the same whatever style a caller (or an imported library: causalml sets
 # fivethirtyeight on import) made global; the context restores it afterwards.
@@ -307,6 +308,11 @@ def _plot_qini(arm: str, treatment: np.ndarray, churned: np.ndarray, score: np.n
     end = float(curve.iloc[-1])
     values = curve.to_numpy() / abs(end) if end != 0 and math.isfinite(end) else curve.to_numpy()
     share = np.arange(len(values)) / max(len(values) - 1, 1)
+    # One point per customer is tens of thousands of vertices for a few hundred pixels:
+    # slow to draw and to place the legend around, and no different to look at.
+    keep = np.unique(np.linspace(0, len(values) - 1, min(len(values), _CURVE_POINTS)).round()
+                     ).astype(int)
+    share, values = share[keep], values[keep]
     fig = Figure(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.add_subplot()
     label = f"{learner} (Qini {qini_score:.4f})" if qini_score is not None else learner
