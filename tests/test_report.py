@@ -251,3 +251,19 @@ def test_every_image_loads_in_headless_chromium(built: Built, tmp_path: Path) ->
     broken = [s["src"] for s in states if int(s["width"]) == 0]  # type: ignore[call-overload]
     assert broken == ["effects.png"]
     record_browser_check("report images")
+
+
+def test_plots_keep_their_style_when_causalml_is_first_imported_by_the_report(
+        built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """causalml's metrics set a global style on import; the report's plots must not take it."""
+    import sys
+
+    for name in [m for m in sys.modules if m.startswith("causalml.metrics")]:
+        monkeypatch.delitem(sys.modules, name)
+    with matplotlib.rc_context():
+        write_report(tmp_path / "out", cfg=built.cfg, dataset=built.dataset, rct=built.rct,
+                     training=built.training,
+                     budget_curve=holdout_budget_curve(built.training, built.dataset, built.cfg))
+    for name in EXPECTED_PNGS:
+        corner = np.asarray(Image.open(tmp_path / "out" / name).convert("RGB"))[2, 2]
+        assert tuple(corner) == (255, 255, 255), name

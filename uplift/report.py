@@ -534,6 +534,10 @@ def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: 
         _policy_section(training),
         _baseline_section(cfg, rct, training, baseline_churn_rate, baseline_source),
     ]
+    # causalml sets a global plot style when its metrics are first imported; imported
+    # inside the context, that style would replace ours for the plots drawn after it.
+    import causalml.metrics  # noqa: F401
+
     with style.context(_STYLE):
         sections.append(_Section(SECTIONS[4], _plots(folder, cfg, dataset, rct, training,
                                                          budget_curve)))
