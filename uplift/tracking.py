@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
@@ -319,8 +320,6 @@ def schema_sample(frame: pd.DataFrame, rows: int = 1000) -> pd.DataFrame:
 
     Enough to infer the table's column types without reading every value.
     """
-    import numpy as np
-
     positions = set(range(min(rows, len(frame))))
     for _, column in frame.items():
         positions.update(np.flatnonzero(column.notna().to_numpy())[:1].tolist())
