@@ -20,11 +20,13 @@ from scipy.optimize import LinearConstraint, milp
 from uplift import optimize
 from uplift.config import ArmConfig, ExperimentConfig
 from uplift.errors import UpliftWarning
+from uplift.optimize import assign_offers_by_budget
 from uplift.policy import (
     REL_TOL,
     Assignment,
     PolicyResult,
     assign_offers,
+    budget_curve,
     build_policy,
     choose_offers,
     eligibility,
@@ -402,6 +404,70 @@ def test_lagrangian_only_is_feasible_near_optimal_and_bounded(seed: int) -> None
     assert quick.objective >= 0.99 * best
 
 
+# --- the optimizer at several budgets at once -------------------------------------------
+
+
+def several_budgets(inst: dict[str, Any]) -> list[float | None]:
+    """From nothing to everyone's dearest offer, and the instance's own budget."""
+    top = float(np.where(inst["eligible"], inst["cost"], 0.0).max(axis=1, initial=0.0).sum())
+    return [0.0, *(round(f * top, 2) for f in (0.1, 0.25, 0.5, 0.8)), top, inst["budget"]]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_budget_sweep_is_feasible_bounded_and_never_below_each_budgets_lagrangian(
+    seed: int,
+) -> None:
+    inst = random_instance(np.random.default_rng(3000 + seed))
+    if seed % 2:
+        inst["capacity"] = None  # only a budget binds: the sweep
+    budgets = several_budgets(inst)
+    results = assign_offers_by_budget(inst["score"], inst["cost"], budgets,
+                                      eligible=inst["eligible"], capacity=inst["capacity"],
+                                      min_score=inst["min_score"])
+    assert len(results) == len(budgets)
+    for budget, result in zip(budgets, results, strict=True):
+        case = {**inst, "budget": budget}
+        check_feasible(result, case)
+        best = brute_force(**case)
+        assert result.objective <= best + 1e-9
+        assert result.upper_bound >= best - 1e-9
+        alone = assign_offers(**case, exact=False)
+        assert result.objective >= alone.objective - 1e-9 * max(1.0, abs(alone.objective))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_budget_sweep_on_a_medium_instance_is_within_a_customer_of_the_optimum(
+    seed: int,
+) -> None:
+    net, cost, eligible = realistic(2000, seed)
+    free = assign_offers(net, cost, eligible=eligible)
+    budgets = [round(f * free.total_cost, 2) for f in (0.05, 0.3, 0.9)]
+    results = assign_offers_by_budget(net, cost, budgets, eligible=eligible)
+    for budget, result in zip(budgets, results, strict=True):
+        check_feasible(result, {"score": net, "cost": cost, "eligible": eligible,
+                                "budget": budget, "capacity": None, "min_score": 0.0})
+        alone = assign_offers(net, cost, eligible=eligible, budget=budget, exact=False)
+        assert result.objective >= alone.objective - 1e-9 * abs(alone.objective)
+        best = assign_offers(net, cost, eligible=eligible, budget=budget)  # with its bound
+        assert result.objective <= best.upper_bound * (1 + 1e-12)
+        assert result.upper_bound >= best.objective * (1 - 1e-9)
+        assert best.upper_bound - result.objective <= net.max()
+        assert result.budget_multiplier > 0
+
+
+def test_budget_sweep_under_a_binding_capacity_is_each_budgets_lagrangian() -> None:
+    net, cost, eligible = realistic(2000, 0)
+    free = assign_offers(net, cost, eligible=eligible)
+    capacity = [None, int(free.counts[1] // 2), None]
+    budgets = [0.0, round(0.2 * free.total_cost, 2), round(0.6 * free.total_cost, 2)]
+    results = assign_offers_by_budget(net, cost, budgets, eligible=eligible, capacity=capacity)
+    for budget, result in zip(budgets, results, strict=True):
+        alone = assign_offers(net, cost, eligible=eligible, budget=budget, capacity=capacity,
+                              exact=False)
+        np.testing.assert_array_equal(result.choice, alone.choice)
+        assert (result.objective, result.upper_bound) == (alone.objective, alone.upper_bound)
+
+
 @pytest.mark.slow
 def test_large_instance_respects_limits_with_a_tiny_gap() -> None:
     net, cost, eligible = realistic(20_000, 3)
@@ -577,6 +643,36 @@ def test_net_value_policy_respects_min_net_value_budget_and_capacity() -> None:
     wider = build_policy(p_control, p_arms, value, frame, cfg, budget=None, capacity=None)
     assert wider.total_cost > 300.0
     assert wider.total_net_value >= policy.total_net_value
+
+
+@pytest.mark.parametrize(("policy", "capacity", "same"), [
+    ({}, None, False),
+    ({"objective": "churn_reduction"}, None, False),
+    ({}, {"discount_20": 40}, True),  # a capacity binds: each budget's own solve
+    ({"min_net_value": -1.0}, None, True),  # losses accepted: each budget's own solve
+])
+def test_fast_budget_curve_is_each_budgets_lagrangian_policy_or_better(
+    policy: dict[str, Any], capacity: dict[str, int] | None, same: bool,
+) -> None:
+    p_control, p_arms, value, frame = customers(1500, seed=3)
+    cfg = config(**policy)  # free_upgrade is not for premium customers
+    full = build_policy(p_control, p_arms, value, frame, cfg, budget=None, capacity=capacity)
+    budgets = np.linspace(0.0, full.total_cost, 7)
+    curve = budget_curve(p_control, p_arms, value, frame, cfg, budgets, capacity=capacity,
+                         exact=False)
+    aim = cfg.policy.objective
+    for row, budget in zip(curve.to_dict("records"), budgets, strict=True):
+        alone = build_policy(p_control, p_arms, value, frame, cfg, budget=float(budget),
+                             capacity=capacity, exact=False)
+        want = {"budget": float(budget), "cost": alone.total_cost,
+                "net_value": alone.total_net_value,
+                "churn_reduction": alone.churn_reduction_per_customer,
+                "customers_treated": int((alone.offer != cfg.control).sum())}
+        assert row["cost"] <= budget * (1 + REL_TOL)
+        if same:
+            assert row == want
+        else:
+            assert row[aim] >= want[aim] - 1e-9 * max(1.0, abs(want[aim]))
 
 
 def test_negative_min_net_value_allows_small_losses() -> None:

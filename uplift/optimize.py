@@ -37,7 +37,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import LinearConstraint, linprog, milp
 
-__all__ = ["REL_TOL", "Assignment", "assign_offers"]
+__all__ = ["REL_TOL", "Assignment", "assign_offers", "assign_offers_by_budget"]
 
 REL_TOL = 1e-9
 """Relative tolerance: of the budget (a total this close to it counts as within it) and of
@@ -51,6 +51,7 @@ _EXACT_FREE = 300  # free customers few enough for the exact MILP
 _CORE = 200  # marginal customers re-optimised first when more are free
 _CORE_NODES = 100  # branch-and-bound nodes for the core (it only improves the incumbent)
 _EXACT_NODES = 1_000  # branch-and-bound nodes for the exact step
+_NUDGE = 1e-9  # relative step off a crossing of the budget sweep, to order ties
 
 
 @dataclass(frozen=True)
@@ -126,25 +127,115 @@ def assign_offers(
     """
     score, cost, allowed, limit, caps = _validate(score, cost, eligible, budget, capacity,
                                                   min_score)
-    n, k = score.shape
+    return _assign(score, cost, allowed, limit, caps, min_score, exact)
+
+
+def assign_offers_by_budget(
+    score: np.ndarray,
+    cost: np.ndarray,
+    budgets: Sequence[float | None],
+    *,
+    eligible: np.ndarray | None = None,
+    capacity: Sequence[int | None] | None = None,
+    min_score: float = 0.0,
+) -> list[Assignment]:
+    """The Lagrangian assignment at each of several budgets, checking the inputs once.
+
+    Where only the budget binds (no capacity does), its multiplier is found exactly: the
+    customers' choices change only where two of their options' reduced scores cross, so a
+    bisection over those crossings finds the first multiplier whose choices fit the budget,
+    the dual's minimiser. The choices just above it (within the budget), just below it
+    (over it, then repaired) and at it, each filled greedily, are the candidates; the best
+    is returned, with the dual's value as its proven upper bound. Where a capacity binds,
+    the answer is ``assign_offers(..., exact=False)``'s. Budgets that rule out no offer
+    (none costs more) share the checks and the solver.
+
+    Args:
+        score: (n, k) value of giving customer i offer a.
+        cost: (n, k) non-negative expected cost of giving customer i offer a.
+        budgets: Caps on the total cost, each a non-negative number (or None for no cap).
+        eligible: (n, k) bool; False pairs are never chosen. None: all eligible.
+        capacity: Per offer, a cap on its customers (None for no cap); None for no caps.
+        min_score: Only offers with a score strictly above this may be chosen.
+
+    Returns:
+        One feasible assignment per budget, in the given order.
+
+    Raises:
+        ValueError: as :func:`assign_offers` does.
+    """
+    score, cost, allowed, _, caps = _validate(score, cost, eligible, None, capacity, min_score)
+    limits = [_limit(budget) for budget in budgets]
     allowed &= score > max(float(min_score), 0.0)
-    allowed[:, caps == 0] = False
-    if limit is not None:
-        allowed &= cost <= limit
-    caps[allowed.sum(axis=0) <= caps] = np.inf  # a cap above the eligible count never binds
-    if limit is not None and np.where(allowed, cost, 0.0).max(axis=1, initial=0.0).sum() <= limit:
-        limit = None  # even everyone's dearest offer fits
+    grid = _breakpoints(score, cost, allowed)
+    dearest = float(cost.max(initial=0.0, where=allowed))
+    shared: _Options | None = None  # for the budgets that rule no offer out: all alike
+    out = []
+    for limit in limits:
+        if limit is not None and limit >= dearest:
+            if shared is None:
+                shared = _Options(score, cost, allowed.copy(), caps.copy(), None)
+            out.append(shared.assign(limit, False, grid))
+        else:
+            out.append(_Options(score, cost, allowed.copy(), caps.copy(), limit).assign(
+                limit, False, grid))
+    return out
 
-    choice = _best_offers(score, cost, allowed)
-    if _feasible(choice, cost, limit, caps):
-        return _result(choice, score, cost, k, 0.0, np.zeros(k), None, 0)
 
-    rows = np.flatnonzero(allowed.any(axis=1))
-    solver = _Solver(score[rows].T, cost[rows].T, allowed[rows].T, limit, caps, exact)
-    sub_choice, upper, free = solver.solve()
-    choice = np.full(n, -1, dtype=np.intp)
-    choice[rows] = sub_choice
-    return _result(choice, score, cost, k, solver.lam, solver.mu, upper, free)
+def _assign(score: np.ndarray, cost: np.ndarray, allowed: np.ndarray, limit: float | None,
+            caps: np.ndarray, min_score: float, exact: bool) -> Assignment:
+    """Solve checked inputs (``allowed`` and ``caps`` are changed in place)."""
+    allowed &= score > max(float(min_score), 0.0)
+    return _Options(score, cost, allowed, caps, limit).assign(limit, exact)
+
+
+class _Options:
+    """The offers a budget leaves open, with what every budget as large shares.
+
+    A budget rules out the offers that cost more than it; a cap above an offer's eligible
+    count never binds. ``allowed`` and ``caps`` are changed in place.
+    """
+
+    def __init__(self, score: np.ndarray, cost: np.ndarray, allowed: np.ndarray,
+                 caps: np.ndarray, limit: float | None) -> None:
+        allowed[:, caps == 0] = False
+        if limit is not None:
+            allowed &= cost <= limit
+        caps[allowed.sum(axis=0) <= caps] = np.inf  # a cap above the eligible count never binds
+        self.score, self.cost, self.allowed, self.caps = score, cost, allowed, caps
+        self.spread = float(np.where(allowed, cost, 0.0).max(axis=1, initial=0.0).sum())
+        self.best = _best_offers(score, cost, allowed)
+        self._sweeper: _Solver | None = None
+
+    def assign(self, limit: float | None, exact: bool,
+               grid: np.ndarray | None = None) -> Assignment:
+        """The assignment under ``limit`` (at most the one these options were made for).
+
+        With ``grid`` (the crossings of :func:`_breakpoints`), a problem where only the
+        budget binds is solved by :meth:`_Solver.sweep` instead of the cutting-plane dual.
+        """
+        score, cost, allowed, caps = self.score, self.cost, self.allowed, self.caps
+        n, k = score.shape
+        if limit is not None and self.spread <= limit:
+            limit = None  # even everyone's dearest offer fits
+        if _feasible(self.best, cost, limit, caps):
+            return _result(self.best.copy(), score, cost, k, 0.0, np.zeros(k), None, 0)
+
+        rows = np.flatnonzero(allowed.any(axis=1))
+        if grid is not None and grid.size and limit is not None and np.isinf(caps).all():
+            if self._sweeper is None:  # one for every budget: only its limit changes
+                self._sweeper = _Solver(score[rows].T, cost[rows].T, allowed[rows].T, limit,
+                                        caps, exact)
+            solver = self._sweeper
+            solver.limit = limit
+            sub_choice, upper = solver.sweep(grid)
+            free = 0
+        else:
+            solver = _Solver(score[rows].T, cost[rows].T, allowed[rows].T, limit, caps, exact)
+            sub_choice, upper, free = solver.solve()
+        choice = np.full(n, -1, dtype=np.intp)
+        choice[rows] = sub_choice
+        return _result(choice, score, cost, k, solver.lam, solver.mu, upper, free)
 
 
 # --------------------------------------------------------------------------- validation
@@ -174,12 +265,7 @@ def _validate(
         allowed = allowed.astype(bool, copy=True)
     if not isinstance(min_score, Real) or math.isnan(min_score):
         raise ValueError(f"min_score must be a number, got {min_score!r}")
-    limit = None
-    if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, Real) or not budget >= 0:
-            raise ValueError(f"budget must be a non-negative number or None, got {budget!r}")
-        if math.isfinite(budget):
-            limit = float(budget) + REL_TOL * max(1.0, float(budget))
+    limit = _limit(budget)
     caps = np.full(k, np.inf)
     if capacity is not None:
         if isinstance(capacity, (str, bytes)) or len(capacity) != k:
@@ -192,6 +278,35 @@ def _validate(
                                  f"got {cap!r}")
             caps[a] = int(cap)
     return score, cost, allowed, limit, caps
+
+
+def _limit(budget: float | None) -> float | None:
+    """The budget with its ``REL_TOL`` allowance (None: no cap), else ValueError."""
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, Real) or not budget >= 0:
+        raise ValueError(f"budget must be a non-negative number or None, got {budget!r}")
+    return float(budget) + REL_TOL * max(1.0, float(budget)) if math.isfinite(budget) else None
+
+
+def _breakpoints(score: np.ndarray, cost: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Sorted multipliers > 0 at which two options of a customer tie in reduced score.
+
+    Option a's reduced score is ``score - lam * cost``, no offer's is 0, so a customer's
+    best option can change only where two of these lines cross: between consecutive
+    values the Lagrangian choice of every customer is constant. Options allowed in a
+    sub-problem (fewer of them) cross at a subset of these.
+    """
+    k = score.shape[1]
+    parts = []
+    for a in range(k):
+        on = allowed[:, a] & (cost[:, a] > 0)
+        parts.append(score[on, a] / cost[on, a])
+        for b in range(a + 1, k):
+            on = allowed[:, a] & allowed[:, b] & (cost[:, a] != cost[:, b])
+            parts.append((score[on, a] - score[on, b]) / (cost[on, a] - cost[on, b]))
+    grid = np.concatenate(parts) if parts else np.zeros(0)
+    return np.unique(grid[(grid > 0) & np.isfinite(grid)])
 
 
 def _matrix(values: np.ndarray, name: str) -> np.ndarray:
@@ -270,6 +385,7 @@ class _Solver:
         self.lam = 0.0
         self.mu = np.zeros(self.k)
         self._buf = np.empty_like(self.S)
+        self._ends: tuple[np.ndarray, ...] | None = None  # see sweep
 
     # ----------------------------------------------------------------- dual
 
@@ -475,6 +591,76 @@ class _Solver:
                 choice[i] = a
                 cap_left[a] -= 1
                 left -= self.C[a, i]
+
+    def sweep(self, grid: np.ndarray) -> tuple[np.ndarray, float]:
+        """Budget only: (choice, proven upper bound) at the dual's exact minimiser.
+
+        ``grid`` holds every multiplier where a customer's choice may change
+        (:func:`_breakpoints`); the choices are constant between them, and their cost
+        falls as the multiplier grows. A bisection over those intervals, evaluating only
+        the customers whose choice differs between its two ends, finds the first interval
+        whose choices fit the budget; the crossing below it minimises the dual. The choices
+        of that interval, of the one below (repaired) and at the crossing itself (its ties
+        left out), each filled as in :meth:`solve`, are the candidates: the best is
+        returned, with the dual's value at the crossing as its bound. ``limit`` may change
+        between calls.
+        """
+        if self.limit is None or self.capped.size:
+            raise ValueError("the sweep solves problems where only a budget binds")
+        limit = self.limit
+        if self._ends is None or self._ends[0] is not grid:  # the same for every limit
+            points = np.concatenate([grid[:1] / 2, (grid[:-1] + grid[1:]) / 2,
+                                     2 * grid[-1:] + 1])
+            self._ends = (grid, points, self._best(self.S - points[0] * self.C)[0],
+                          self._best(self.S - points[-1] * self.C)[0])
+        _, points, first, last = self._ends
+
+        def choose(lam: float, cols: np.ndarray) -> np.ndarray:
+            return self._best(self.S[:, cols] - lam * self.C[:, cols])[0]
+
+        def spent(arg: np.ndarray, cols: np.ndarray) -> float:
+            on = arg >= 0
+            return float(self.C[arg[on], cols[on]].sum())
+
+        everyone = np.arange(self.m)
+        below = first.copy()  # choices of interval lo
+        hi = 0
+        if spent(below, everyone) > limit:
+            lo, hi = 0, points.size - 1
+            above = last.copy()  # choices of interval hi
+            differ = below != above
+            active = np.flatnonzero(differ)
+            fixed = spent(above[~differ], everyone[~differ])
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                pick = choose(float(points[mid]), active)
+                if fixed + spent(pick, active) <= limit:
+                    hi = mid
+                    above[active] = pick
+                else:
+                    lo = mid
+                    below[active] = pick
+                same = below[active] == above[active]
+                fixed += spent(above[active[same]], active[same])
+                active = active[~same]
+            candidates = [(above, points[hi]), (below, points[hi - 1])]
+        else:
+            candidates = [(below, points[0])]
+        self.lam = float(grid[hi - 1]) if hi > 0 else 0.0
+        at_crossing, best = self._best(self._reduced(self.lam, self.mu))
+        upper = float(best.sum()) + self.lam * limit
+        if hi > 0:
+            candidates.append((at_crossing, self.lam))  # its ties left out
+        choices, values = [], []
+        for arg, inside in candidates:
+            # Fill by the reduced scores just beside the crossing, on the side of the
+            # choices: exactly at it, options that tie there are ordered as they come.
+            lam = self.lam + float(np.clip(inside - self.lam, -_NUDGE * self.lam,
+                                           _NUDGE * self.lam))
+            choices.append(self._incumbent(self._reduced(lam, self.mu), arg))
+            values.append(self._objective(choices[-1]))
+        pick = int(np.argmax(values))  # on a tie, the first
+        return choices[pick], max(upper, values[pick])
 
     def solve(self) -> tuple[np.ndarray, float, int]:
         """Return (choice, proven upper bound, most customers given to one MILP)."""

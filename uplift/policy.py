@@ -28,7 +28,7 @@ import pandas as pd
 from .config import ArmConfig, ExperimentConfig, FilterConfig
 from .errors import UpliftWarning
 from .formatting import Paragraph, Table, money, pct, pp, render_markdown
-from .optimize import REL_TOL, Assignment, assign_offers
+from .optimize import REL_TOL, Assignment, assign_offers, assign_offers_by_budget
 
 __all__ = [
     "REL_TOL",
@@ -470,6 +470,27 @@ def choose_offers(score: np.ndarray, cost: np.ndarray, allowed: np.ndarray, *,
         upper_bound=result.upper_bound + added)
 
 
+def _choose_offers_by_budget(score: np.ndarray, cost: np.ndarray, allowed: np.ndarray,
+                             budgets: Sequence[float], *, min_score: float = 0.0,
+                             capacity: Sequence[int | None] | None = None
+                             ) -> list[Assignment]:
+    """:func:`choose_offers` with ``exact=False`` at each budget, the inputs checked once.
+
+    The offers that add to the total are assigned by
+    :func:`~uplift.optimize.assign_offers_by_budget` (the budget's multiplier found
+    exactly when no capacity binds). When losses are accepted (a negative ``min_score``),
+    each budget is :func:`choose_offers`'s: the losses fill what the gains leave, so a
+    better assignment of the gains need not give a better total.
+    """
+    score = np.asarray(score, dtype=float)
+    allowed = np.asarray(allowed, dtype=bool) & (score > min_score)
+    gains = allowed & (score > 0)
+    if min_score < 0 and (allowed & ~gains).any():
+        return [choose_offers(score, cost, allowed, min_score=min_score, budget=budget,
+                              capacity=capacity, exact=False) for budget in budgets]
+    return assign_offers_by_budget(score, cost, budgets, eligible=gains, capacity=capacity)
+
+
 def optimality_warning(assignment: Assignment, what: str) -> None:
     """Warn (``UpliftWarning``) when an assignment is not proven optimal, saying how close."""
     if assignment.optimal:
@@ -572,9 +593,14 @@ def budget_curve(
 ) -> pd.DataFrame:
     """The optimal policy's economics at each of several budgets.
 
-    Calls :func:`build_policy` once per budget with the config's objective, so each
-    row is the best policy that spends at most that budget (with ``exact=False``,
-    the Lagrangian one: feasible and within a few customers' worth of the best).
+    The offers are scored once (:func:`score_offers`, the config's objective); each row
+    is the best policy that spends at most that budget, as :func:`build_policy` finds it
+    with ``exact=True``. With ``exact=False`` each row is a Lagrangian policy, feasible
+    and within a few customers' worth of the best: when no capacity binds and no loss is
+    accepted (no negative ``min_net_value``), the best of the Lagrangian policies at and
+    beside the budget's exact multiplier, found by a bisection over the multipliers where
+    a customer's choice changes (:func:`~uplift.optimize.assign_offers_by_budget`);
+    otherwise ``build_policy(..., exact=False)``'s.
 
     Args:
         p_control: (n,) P(churn | no offer).
@@ -584,25 +610,39 @@ def budget_curve(
         cfg: The experiment config (arms, costs, horizon, policy).
         budgets: Caps on total expected cost, each >= 0.
         capacity: Customers per offer name; default ``cfg.policy.capacity``, None for none.
-        exact: Passed to :func:`build_policy`.
+        exact: False for the fast Lagrangian policies (see above).
 
     Returns:
         One row per budget, in the given order: ``budget``, ``cost`` (expected total),
         ``net_value`` (expected total), ``churn_reduction`` (predicted, per customer)
         and ``customers_treated`` (customers given an offer).
     """
-    rows = []
-    for budget in np.asarray(budgets, dtype=float).ravel():
+    budgets = [float(budget) for budget in np.asarray(budgets, dtype=float).ravel()]
+    for budget in budgets:
         if not math.isfinite(budget) or budget < 0:
             raise ValueError(f"budgets must be finite numbers >= 0, got {budget!r}")
-        policy = build_policy(p_control, p_arms, value, frame, cfg, budget=float(budget),
-                              capacity=capacity, exact=exact)
+    offers = score_offers(p_control, p_arms, value, frame, cfg)
+    capacity = dict(cfg.policy.capacity) if capacity is _DEFAULT else dict(capacity or {})
+    caps = capacity_list(capacity, cfg.arm_names)
+    if exact:
+        assignments = [choose_offers(offers.score, offers.cost, offers.allowed,
+                                     min_score=offers.min_score, budget=budget,
+                                     capacity=caps)
+                       for budget in budgets]
+    else:
+        assignments = _choose_offers_by_budget(offers.score, offers.cost, offers.allowed,
+                                               budgets, min_score=offers.min_score,
+                                               capacity=caps)
+    n = offers.score.shape[0]
+    rows = []
+    for budget, assignment in zip(budgets, assignments, strict=True):
+        choice = assignment.choice  # the totals as PolicyResult sums them
         rows.append({
-            "budget": float(budget),
-            "cost": policy.total_cost,
-            "net_value": policy.total_net_value,
-            "churn_reduction": policy.churn_reduction_per_customer,
-            "customers_treated": int((policy.assignment.choice >= 0).sum()),
+            "budget": budget,
+            "cost": float(picked(offers.cost, choice).sum()),
+            "net_value": float(picked(offers.net, choice).sum()),
+            "churn_reduction": float(picked(offers.uplift, choice).sum()) / n if n else 0.0,
+            "customers_treated": int((choice >= 0).sum()),
         })
     columns = ["budget", "cost", "net_value", "churn_reduction", "customers_treated"]
     return pd.DataFrame(rows, columns=columns).astype({"customers_treated": "int64"})
