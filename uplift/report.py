@@ -23,6 +23,7 @@ from matplotlib import style
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import StrMethodFormatter
 from scipy.stats import norm
 
@@ -217,8 +218,19 @@ def _label_bars(ax: Axes, x: np.ndarray, tops: Sequence[float], texts: Sequence[
                     fontsize=9)
 
 
+def _figure(width: float, height: float) -> Figure:
+    """A figure of that many inches at the PNGs' resolution; :func:`_save` lays it out."""
+    return Figure(figsize=(width, height), dpi=_DPI)
+
+
 def _save(fig: Figure, path: Path) -> None:
+    """Apply constrained layout once, then draw the figure once into a PNG.
+
+    Under a layout engine, ``savefig`` would first draw the whole figure without output
+    only to run the layout; run alone, at the same resolution, it places everything alike.
+    """
     FigureCanvasAgg(fig)
+    ConstrainedLayoutEngine().execute(fig)
     fig.savefig(path, dpi=_DPI, format="png", metadata={"Software": None})
 
 
@@ -231,7 +243,7 @@ def _plot_churn(rct: RctResult, path: Path) -> None:
     low, high = proportion_confint([s.churners for s in stats], [s.n for s in stats],
                                    alpha=rct.alpha, method="wilson")
     colors = [_CONTROL_COLOR] + [_ARM_COLOR] * len(rct.effects)
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    fig = _figure(8, 4.5)
     ax = fig.add_subplot()
     x = np.arange(len(names))
     ax.bar(x, 100 * rates, color=colors, alpha=0.85)
@@ -260,8 +272,7 @@ def _plot_effects(rct: RctResult, path: Path) -> None:
         rows += [(e.arm, a.ate, a.ci_low, a.ci_high, a.pvalue_adj, _MODEL_COLOR,
                   f", variance -{100 * a.variance_reduction:.0f}%")
                  for e in effects for a in [adj.effect(e.arm)]]
-    fig = Figure(figsize=(8, 1.6 + (1.2 if adj is not None else 0.7) * len(effects)),
-                 layout="constrained")
+    fig = _figure(8, 1.6 + (1.2 if adj is not None else 0.7) * len(effects))
     ax = fig.add_subplot()
     y = np.arange(len(effects))[::-1].astype(float)
     for i, (_, ate, low, high, p_adj, color, extra) in enumerate(rows):
@@ -313,7 +324,7 @@ def _plot_qini(arm: str, treatment: np.ndarray, churned: np.ndarray, score: np.n
     keep = np.unique(np.linspace(0, len(values) - 1, min(len(values), _CURVE_POINTS)).round()
                      ).astype(int)
     share, values = share[keep], values[keep]
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    fig = _figure(6.5, 4.5)
     ax = fig.add_subplot()
     label = f"{learner} (Qini {qini_score:.4f})" if qini_score is not None else learner
     ax.plot(100 * share, values, color=_MODEL_COLOR, lw=2, label=label)
@@ -330,7 +341,7 @@ def _plot_qini(arm: str, treatment: np.ndarray, churned: np.ndarray, score: np.n
 
 def _plot_deciles(deciles: pd.DataFrame, arms: Sequence[str], alpha: float, learner: str,
                   path: Path) -> None:
-    fig = Figure(figsize=(4.2 * len(arms) + 0.8, 4.3), layout="constrained")
+    fig = _figure(4.2 * len(arms) + 0.8, 4.3)
     axes = fig.subplots(1, len(arms), sharey=True, squeeze=False)[0]
     z = float(norm.ppf(1 - alpha / 2))
     for ax, arm in zip(axes, arms, strict=True):
@@ -359,7 +370,7 @@ def _plot_policy_mix(training: TrainingResult, path: Path) -> None:
     colors = [_CONTROL_COLOR if g == policy.control else _ARM_COLOR for g in frame["group"]]
     labels = [f"{g}\n(no offer)" if g == policy.control else str(g) for g in frame["group"]]
     x = np.arange(len(frame))
-    fig = Figure(figsize=(10, 4.3), layout="constrained")
+    fig = _figure(10, 4.3)
     left, right = fig.subplots(1, 2)
     left.bar(x, 100 * frame["share"], color=colors, alpha=0.85)
     _label_bars(left, x, 100 * frame["share"], [f"{n:,}" for n in frame["customers"]])
@@ -381,7 +392,7 @@ def _plot_policy_mix(training: TrainingResult, path: Path) -> None:
 
 def _plot_budget(curve: pd.DataFrame, mark: float | None, current: tuple[float, float],
                  path: Path) -> None:
-    fig = Figure(figsize=(10, 4.3), layout="constrained")
+    fig = _figure(10, 4.3)
     left, right = fig.subplots(1, 2)
     b = curve["budget"].to_numpy()
     left.plot(b, curve["net_value"], "o-", color=_MODEL_COLOR, lw=2, label="net value")
