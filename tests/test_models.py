@@ -280,3 +280,23 @@ def test_fit_threads_leaves_only_the_cores_other_processes_keep_busy(monkeypatch
     monkeypatch.setattr(learners, "_cpu_sample", lambda: after)
     assert learners.fit_threads() == expected
     assert [after] == learners._CPU_MARK
+
+
+def test_pooled_s_learner_is_built_and_fitted_without_importing_causalml():
+    # Our own S-learner needs no causalml; importing it (about a second) inside the
+    # first fit would be counted as fitting time.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from uplift.learners import make_learner\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.normal(size=(400, 3)); t = np.array(['control', 'a'] * 200, dtype=object)\n"
+        "y = (rng.random(400) < 0.3).astype(int)\n"
+        "make_learner('s', 'lightgbm', 0, 'control').fit(X, t, y)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'causalml'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -249,6 +249,9 @@ def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
                                                 joblib_prefer="threads", **settings)
         return UpliftTreeClassifier(control_name=control, random_state=seed, **{**_TREE, **params})
 
+    outcome = base_classifier(base, seed, n_jobs, **params)
+    if name == "s":  # our own pooled model: causalml is not needed to build or fit it
+        return PooledSClassifier(learner=outcome, control_name=control)
     from causalml.inference.meta import (
         BaseDRLearner,
         BaseRClassifier,
@@ -256,9 +259,6 @@ def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
         BaseXClassifier,
     )
 
-    outcome = base_classifier(base, seed, n_jobs, **params)
-    if name == "s":
-        return PooledSClassifier(learner=outcome, control_name=control)
     if name == "t":
         return BaseTClassifier(learner=outcome, control_name=control)
     effect = base_regressor(base, seed, n_jobs, effect=True)
