@@ -558,13 +558,18 @@ def build_policy(
     assignment = choose_offers(offers.score, offers.cost, offers.allowed,
                                min_score=offers.min_score, budget=budget, capacity=caps,
                                exact=exact)
+    return _policy_result(offers, assignment, cfg, budget, capacity)
 
+
+def _policy_result(offers: OfferScores, assignment: Assignment, cfg: ExperimentConfig,
+                   budget: float | None, capacity: Mapping[str, int]) -> PolicyResult:
+    """The policy an assignment of the scored offers makes."""
     choice = assignment.choice
     rows = np.flatnonzero(choice >= 0)
     offer = np.full(choice.shape[0], cfg.control, dtype=object)
-    offer[rows] = np.asarray(names, dtype=object)[choice[rows]]
+    offer[rows] = np.asarray(cfg.arm_names, dtype=object)[choice[rows]]
     return PolicyResult(
-        arms=tuple(names), control=cfg.control, offer=offer,
+        arms=tuple(cfg.arm_names), control=cfg.control, offer=offer,
         net_value=picked(offers.net, choice), uplift=picked(offers.uplift, choice),
         cost=picked(offers.cost, choice), assignment=assignment,
         objective=cfg.policy.objective, budget=budget,
@@ -633,16 +638,15 @@ def budget_curve(
         assignments = _choose_offers_by_budget(offers.score, offers.cost, offers.allowed,
                                                budgets, min_score=offers.min_score,
                                                capacity=caps)
-    n = offers.score.shape[0]
     rows = []
     for budget, assignment in zip(budgets, assignments, strict=True):
-        choice = assignment.choice  # the totals as PolicyResult sums them
+        policy = _policy_result(offers, assignment, cfg, budget, capacity)
         rows.append({
             "budget": budget,
-            "cost": float(picked(offers.cost, choice).sum()),
-            "net_value": float(picked(offers.net, choice).sum()),
-            "churn_reduction": float(picked(offers.uplift, choice).sum()) / n if n else 0.0,
-            "customers_treated": int((choice >= 0).sum()),
+            "cost": policy.total_cost,
+            "net_value": policy.total_net_value,
+            "churn_reduction": policy.churn_reduction_per_customer,
+            "customers_treated": int((assignment.choice >= 0).sum()),
         })
     columns = ["budget", "cost", "net_value", "churn_reduction", "customers_treated"]
     return pd.DataFrame(rows, columns=columns).astype({"customers_treated": "int64"})
