@@ -8,6 +8,9 @@ truth: the mean over the test's customers of the true per-customer effect of the
 the run recommends (the refitted model's, or the model-free one it chose), from the
 simulator's true churn probabilities. For contrast it also checks the figure the choice
 was made on (``selection_estimate``), which the run does not report as its estimate.
+When a model's policy is recommended it also checks the comparison with the best policy
+that needs no model (``versus_simple``: the reported figure minus that policy's on the
+same customers) against the true difference of the two policies.
 
 Learners are small (40 trees per LightGBM model; the additive ``gam`` is fast as it is)
 so that hundreds of replications fit in minutes; coverage is a property of the estimate
@@ -43,6 +46,7 @@ ARMS = [
 GROUPS = ["control", *(a["name"] for a in ARMS)]
 SMALL = {"n_estimators": 40}
 METRICS = {"churn reduction": "churn_reduction", "net value / customer": "net_value_per_customer"}
+VERSUS = {"churn_reduction": "churn_reduction", "net_value_per_customer": "net_value"}
 
 
 def config_mapping(path: Path, learners: list[str], seed: int) -> dict:
@@ -91,22 +95,42 @@ def replicate(rows: int, seed: int, learners: list[str], folder: Path) -> dict:
         for attr in METRICS.values():
             e = getattr(est, attr)
             out[f"{label} {attr}"] = (e.value, e.ci_low, e.ci_high)
+    if result.versus_simple:
+        # The simple policies' truth: each row's group under the one its fold was compared
+        # with (an offer for every eligible customer, or nobody).
+        simple = np.full(len(frame), -1)
+        simple[result.holdout_index] = [cfg.arm_names.index(g) if g in cfg.arm_names else -1
+                                        for g in result.simple_groups]
+        sent = np.flatnonzero(simple >= 0)
+        simple_reduction, simple_gained = np.zeros(len(frame)), np.zeros(len(frame))
+        simple_reduction[sent] = p_true[sent, 0] - p_true[sent, 1 + simple[sent]]
+        simple_gained[sent] = net[sent, simple[sent]]
+        for attr, figure in VERSUS.items():
+            e = result.versus_simple[figure]
+            out[f"versus {attr}"] = (e.value, e.ci_low, e.ci_high)
+        out["truth versus churn_reduction"] = (reduction - simple_reduction).mean()
+        out["truth versus net_value_per_customer"] = (gained - simple_gained).mean()
     return out
 
 
 def coverage(records: list[dict]) -> pd.DataFrame:
     """Per estimate and metric: coverage of the truth, mean CI width, mean bias."""
     rows = []
-    for label in ("reported", "selection"):
+    for label in ("reported", "selection", "versus"):
         for metric, attr in METRICS.items():
-            truth = np.array([r[f"truth {attr}"] for r in records])
-            est = np.array([r[f"{label} {attr}"] for r in records])
+            kept = [r for r in records if f"{label} {attr}" in r]
+            if not kept:
+                continue
+            prefix = "truth versus" if label == "versus" else "truth"
+            truth = np.array([r[f"{prefix} {attr}"] for r in kept])
+            est = np.array([r[f"{label} {attr}"] for r in kept])
             bias = est[:, 0] - truth
             rows.append({"estimate": label, "metric": metric,
                          "coverage": float(np.mean((est[:, 1] <= truth) & (truth <= est[:, 2]))),
                          "mean CI width": float(np.mean(est[:, 2] - est[:, 1])),
                          "mean bias": float(bias.mean()),
-                         "bias MC se": float(bias.std(ddof=1) / np.sqrt(len(bias)))})
+                         "bias MC se": float(bias.std(ddof=1) / np.sqrt(len(bias))),
+                         "replications": len(kept)})
     return pd.DataFrame(rows)
 
 
@@ -134,11 +158,14 @@ def main() -> None:
               f"{', '.join(opts.learners)} (+ ensemble, model-free policies), "
               f"{time.perf_counter() - start:.0f} s; recommended: "
               + ", ".join(f"{k} {v}" for k, v in picks.items()))
-        print("| estimate | metric | 95% coverage | mean CI width | mean bias (MC se) |")
-        print("| --- | --- | ---: | ---: | ---: |")
+        print("| estimate | metric | 95% coverage | mean CI width | mean bias (MC se) "
+              "| replications |")
+        print("| --- | --- | ---: | ---: | ---: | ---: |")
         for row in table.itertuples(index=False):
             print(f"| {row[0]} | {row[1]} | {row[2]:.1%} | {row[3]:.4g} | {row[4]:+.4g} "
-                  f"({row[5]:.2g}) |")
+                  f"({row[5]:.2g}) | {row[6]} |")
+        print("versus: the reported figure minus the best simple policy's, when a model's "
+              "policy is recommended, against the true difference of the two policies")
 
 
 if __name__ == "__main__":

@@ -146,3 +146,13 @@ def test_ci_runs_the_readme_commands() -> None:
 def test_readme_python_examples_run(block: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_every_metric_a_run_logs_beyond_the_spec_is_in_the_readme() -> None:
+    from uplift.tracking import logged_metric_names, spec_metric_names
+
+    extra = logged_metric_names(["an_offer"]) - spec_metric_names(["an_offer"])
+    assert extra  # the adjusted readout, the net value's interval, the simple comparison
+    for name in sorted(extra):
+        base = re.sub(r"_(ci_low|ci_high|pvalue_adj|pvalue)$", "", name)
+        assert f"`{base.replace('an_offer', '<arm>')}" in README, name

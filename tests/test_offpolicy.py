@@ -345,3 +345,31 @@ def test_coverage_and_unbiasedness_over_replications() -> None:
     for attr in attrs:  # the augmentations only remove variance
         assert width["hajek", attr] < width["ipw", attr]
         assert width["doubly robust", attr] < width["ipw", attr]
+
+
+def test_a_gain_over_another_policy_is_the_paired_difference_worked_by_hand() -> None:
+    # Four customers, half randomized to the offer (cost 1, value 10 over one month), by
+    # plain IPW: psi_i(g) = 1{T_i = g} / 0.5 * churned_i.
+    treatment = ["c", "c", "a", "a"]
+    churned = [1, 0, 0, 1]
+    kwargs = {"control": "c", "arms": [ArmConfig(name="a", cost={"fixed": 1.0})],
+              "propensity": {"c": 0.5, "a": 0.5}, "horizon_months": 1.0, "estimator": "ipw"}
+    everyone = policy_rows(["a"] * 4, treatment, churned, [10.0] * 4, **kwargs)
+    nobody = policy_rows(["c"] * 4, treatment, churned, [10.0] * 4, **kwargs)
+    # Offer for all, row by row: no-offer churn (2, 0, 0, 0) minus churn (0, 0, 0, 2), times
+    # 10, minus 1: net (19, -1, -1, -21); churn reduction (2, 0, 0, -2). Nobody: all zero.
+    z = 1.959963984540054
+    net = everyone.gain_over(nobody, "net_value")
+    se = math.sqrt(800.0 / 3.0) / 2.0  # sd of (19, -1, -1, -21) over sqrt(4)
+    assert net.value == pytest.approx(-1.0)
+    assert net.se == pytest.approx(se)
+    assert (net.ci_low, net.ci_high) == pytest.approx((-1.0 - z * se, -1.0 + z * se))
+    churn = everyone.gain_over(nobody, "churn_reduction")
+    assert churn.value == pytest.approx(0.0)
+    assert churn.se == pytest.approx(math.sqrt(8.0 / 3.0) / 2.0)
+    # Against itself nothing is gained, with no uncertainty: the pairing is row by row.
+    same = everyone.gain_over(everyone, "net_value")
+    assert (same.value, same.se) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same customers"):
+        everyone.gain_over(policy_rows(["a"] * 2, ["c", "a"], [1, 0], [10.0] * 2, **kwargs),
+                           "net_value")

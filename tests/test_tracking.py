@@ -53,8 +53,10 @@ def test_a_run_logs_the_spec_names_the_adjusted_ones_and_the_net_value_interval(
                 for s in ("", "_ci_low", "_ci_high", "_pvalue", "_pvalue_adj")}
     adjusted |= {f"variance_reduction_{a}" for a in arms}
     interval = {"policy_net_value_per_customer_ci_low", "policy_net_value_per_customer_ci_high"}
-    assert logged_metric_names(arms) == spec_metric_names(arms) | adjusted | interval
-    assert not (adjusted | interval) & spec_metric_names(arms)
+    versus = {f"policy_{figure}_vs_simple{end}" for figure in
+              ("net_value_per_customer", "churn_reduction") for end in ("", "_ci_low", "_ci_high")}
+    assert logged_metric_names(arms) == spec_metric_names(arms) | adjusted | interval | versus
+    assert not (adjusted | interval | versus) & spec_metric_names(arms)
 
 
 def test_flatten_params_and_finite_metrics() -> None:

@@ -164,6 +164,9 @@ def test_a_model_whose_policy_clearly_loses_gives_way_to_a_model_free_policy(
     assert offered == (set() if fixed == cfg.control else {fixed})
     label = result.recommended_label
     assert f"**The run recommends {label}: on the out-of-fold estimates" in result.to_markdown()
+    assert result.versus_simple == {}
+    assert result.versus_metrics() == {}
+    assert result.simple_label == ""
 
 
 def _few_huge_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_fold: bool
@@ -399,6 +402,9 @@ def test_the_reported_policy_intervals_cover_the_truth_selection_included(tmp_pa
     table = coverage(records).set_index(["estimate", "metric"])["coverage"]
     assert table["reported", "churn reduction"] >= 0.9
     assert table["reported", "net value / customer"] >= 0.9
+    # ... and so does the comparison with the best simple policy, when a model's is chosen
+    assert table["versus", "churn reduction"] >= 0.9
+    assert table["versus", "net value / customer"] >= 0.9
 
 
 def _guarded(tmp_path: Path, guard: bool, customers: int = 3000, **policy: object) -> object:
@@ -425,6 +431,8 @@ def test_a_policy_whose_interval_reaches_zero_gives_way_to_nobody(tmp_path: Path
     assert reported.net_value_per_customer.ci_high == 0.0
     assert reported.churn_reduction.value == 0.0
     assert set(guarded.holdout_policy.offer) == {"control"}
+    assert guarded.versus_metrics() == {}
+    assert free.versus_metrics() != {}
     text = guarded.to_markdown()
     assert f"[{est.ci_low:,.2f}, {est.ci_high:,.2f}] per customer" in text
     assert "policy.require_ci_above_zero" in text
@@ -470,3 +478,49 @@ def test_the_reported_estimate_describes_the_refitted_models_policy(
     # ... not the out-of-fold policy the candidates were judged by, which differs from it
     held_out = result.selection_estimate.shares
     assert any(abs(held_out[g] - reported[g]) > 0 for g in groups)
+
+
+def test_the_recommended_policy_is_set_against_the_best_simple_one_on_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uplift import training
+
+    # Every fold's best simple policy is the webinar for everyone (no eligibility rule) ...
+    monkeypatch.setattr(training._Judge, "simplest", lambda self, mask: "everyone:webinar")
+    cfg = load_config(config(tmp_path, simulated_config(), learners=["s", "gam"]))
+    result = train_models(load_dataset(cfg), cfg)
+    assert result.recommended not in MODEL_FREE  # a model's policy is recommended here
+    assert result.simple == "everyone:webinar"
+    assert result.simple_label == "webinar for everyone"
+    assert set(result.simple_groups) == {"webinar"}
+    assert len(result.simple_groups) == len(result.holdout_index)
+    # ... so each figure is the reported estimate's minus that policy's own on the same
+    # rows (differences of means are means of differences), with the paired interval.
+    simple = {c.learner: c for c in result.candidates}["everyone:webinar"].metrics
+    reported = result.policy_estimate
+    versus = result.versus_simple
+    assert versus["net_value"].value == pytest.approx(
+        reported.net_value_per_customer.value - simple["policy_net_value_per_customer"])
+    assert versus["churn_reduction"].value == pytest.approx(
+        reported.churn_reduction.value - simple["policy_churn_reduction"])
+    for est in versus.values():
+        assert est.ci_low < est.value < est.ci_high
+    metrics = result.versus_metrics()
+    assert metrics["policy_net_value_per_customer_vs_simple"] == versus["net_value"].value
+    assert metrics["policy_churn_reduction_vs_simple_ci_high"] == versus[
+        "churn_reduction"].ci_high
+    assert "Against the best of those, webinar for everyone (each fold's customers" in (
+        result.to_markdown())
+
+
+def test_each_fold_is_set_against_the_simple_policy_the_other_folds_chose(
+    simulated_run: SimulatedRun,
+) -> None:
+    result, cfg = simulated_run.training, simulated_run.cfg
+    groups = set(result.simple_groups)
+    assert len(result.simple_groups) == len(result.holdout_index)
+    assert groups <= {cfg.control, *cfg.arm_names}
+    assert result.simple in MODEL_FREE
+    # The label is the policy most folds chose: its offer is among the rows' groups.
+    offer = result.simple.removeprefix("everyone:")
+    assert offer in groups or result.simple == "nobody"

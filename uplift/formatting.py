@@ -27,6 +27,11 @@ def money(x: float | None, missing: str = "n/a") -> str:
     return f"{x:,.2f}" if _finite(x) else missing
 
 
+def gain(x: float | None, missing: str = "n/a") -> str:
+    """A difference of money with its sign: ``+1,234.50``, ``-0.88``."""
+    return f"{x:+,.2f}" if _finite(x) else missing
+
+
 def pval(x: float | None, missing: str = "n/a") -> str:
     """A p-value with four decimals, or ``<0.0001``."""
     if not _finite(x):

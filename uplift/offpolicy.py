@@ -93,6 +93,10 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# The recommended policy against the best one that needs no model, per objective.
+VERSUS_SIMPLE = {"net_value": "policy_net_value_per_customer_vs_simple",
+                 "churn_reduction": "policy_churn_reduction_vs_simple"}
+
 _FORMATS = {"net_value_per_customer": money, "cost_per_customer": money, "churn_reduction": pp}
 
 
@@ -239,6 +243,20 @@ class PolicyRows:
                        churn_no_offer=self.churn_no_offer + new.churn_no_offer
                        - old.churn_no_offer,
                        cost=self.cost + new.cost - old.cost, net=self.net + new.net - old.net)
+
+    def gain_over(self, other: PolicyRows, objective: str) -> Estimate:
+        """What this policy earns over ``other`` on the same customers, with its interval.
+
+        The difference is taken row by row (each customer under both policies), so the
+        interval is the paired one: much narrower than the two intervals combined when
+        the policies agree on most customers. ``objective`` is ``net_value`` (per
+        customer) or ``churn_reduction``.
+        """
+        if len(other.net) != len(self.net):
+            raise ValueError(f"the two policies' rows differ in number ({len(self.net)} "
+                             f"and {len(other.net)}): compare them on the same customers")
+        z = float(norm.ppf(1.0 - self.alpha / 2.0))
+        return _estimate(self.values(objective) - other.values(objective), z)
 
     def estimate(self) -> PolicyEstimate:
         """The estimates with their normal-approximation intervals."""

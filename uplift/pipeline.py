@@ -26,7 +26,8 @@ from .analysis import RctResult, analyze_dataset
 from .config import ExperimentConfig, load_config, parse_period
 from .data import Dataset, load_dataset
 from .errors import ArgumentProblem, ConfigError, Problem
-from .formatting import metric_with_interval, money, pct, pp
+from .formatting import gain, metric_with_interval, money, pct, pp
+from .offpolicy import VERSUS_SIMPLE
 from .tables import current_umask
 from .training import TrainingResult, holdout_budget_curve, train_models
 
@@ -59,6 +60,8 @@ class RunResult:
     """The readout, with its covariate-adjusted effects when there are some."""
     selected_label: str = ""
     """The selected learner for people, e.g. ``ensemble (s + gam)`` or ``S-learner (s)``."""
+    simple_label: str = ""
+    """The best policy that needs no model, when the recommended one is a model's."""
 
     def to_frame(self) -> pd.DataFrame:
         """The logged metrics as a two-column table."""
@@ -76,7 +79,7 @@ class RunResult:
                  f"version {self.model_version} as 'candidate'",
                  *([f"Recommended policy: {self.recommended} ({self.why_recommended}; the "
                     "export applies it)"] if self.recommended else []),
-                 *outcome_lines(self.metrics, self.baseline_source),
+                 *outcome_lines(self.metrics, self.baseline_source, self.simple_label),
                  f"Report: {self.report_path}"]
         t = self.seconds
         if {"total", "fits", "report", "tracking", "register"} <= set(t):
@@ -91,22 +94,30 @@ def _learner_label(display_name: str, learner: str) -> str:
     return display_name if display_name.startswith(learner) else f"{display_name} ({learner})"
 
 
-def outcome_lines(metrics: dict[str, float], baseline_source: str) -> list[str]:
+def outcome_lines(metrics: dict[str, float], baseline_source: str,
+                  simple_label: str = "") -> list[str]:
     """The policy's held-out estimate and the baseline comparison, one line each.
 
-    The run's summary and its description in MLflow both say them this way.
+    When the metrics compare the recommended policy with the best one that needs no
+    model (``simple_label``), that comparison follows the estimate, on its line. The
+    run's summary and its description in MLflow say them this way.
     """
     m = metrics
     policy = (f"Recommended policy (held-out estimate): churn {pct(m['policy_churn_rate'])}, "
               f"reduction {metric_with_interval(m, 'policy_churn_reduction', pp)}, net value "
               f"{metric_with_interval(m, 'policy_net_value_per_customer', money)} per customer")
+    net, churn = VERSUS_SIMPLE["net_value"], VERSUS_SIMPLE["churn_reduction"]
+    versus = [f"Against {simple_label} (the best policy that needs no model), same customers: "
+              f"reduction {metric_with_interval(m, churn, pp)}, net value "
+              f"{metric_with_interval(m, net, gain)} per customer"
+              ] if simple_label and net in m and churn in m else []
     if "baseline_churn_rate" in m:
         baseline = (f"Baseline churn {pct(m['baseline_churn_rate'])} (from {baseline_source}); "
                     f"policy vs baseline {pp(m['churn_reduction_vs_baseline'])}")
     else:
         baseline = ("Baseline churn: unknown (no run for the baseline period and no "
                     "baseline.churn_rate)")
-    return [policy, baseline]
+    return [policy, *versus, baseline]
 
 
 def prepare_run(config_path: str | Path, period: str | None = None
@@ -136,6 +147,7 @@ def collect_metrics(rct: RctResult, training: TrainingResult,
     metrics.update({k: v for k, v in training.chosen.metrics.items()
                     if k.startswith(("qini_", "auuc_"))})
     metrics.update(training.policy_estimate.metrics())
+    metrics.update(training.versus_metrics())
     if baseline is not None:
         metrics["baseline_churn_rate"] = baseline
         metrics["churn_reduction_vs_baseline"] = baseline - metrics["policy_churn_rate"]
@@ -245,6 +257,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         run_id=run.run_id, experiment_id=experiment_id, tracking_uri=uri,
         period=str(cfg.period), selected_learner=training.selected,
         selected_label=_learner_label(training.chosen.display_name, training.selected),
+        simple_label=training.simple_label,
         recommended=training.recommended_label if training.recommended != training.selected
         else "", why_recommended=training.why_recommended,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
@@ -288,11 +301,11 @@ def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> 
 def _description(cfg: ExperimentConfig, training: TrainingResult, metrics: dict[str, float],
                  baseline_source: str, experiment_id: str, run_id: str) -> str:
     """The run's description in MLflow: the config's, then what the run found."""
-    policy, baseline = outcome_lines(metrics, baseline_source)
+    lines = outcome_lines(metrics, baseline_source, training.simple_label)
     link = f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/report/report.html"
     parts = [cfg.description or "",
              f"**{training.chosen.display_name}** selected{_recommends(training)}. "
-             f"{policy}.  \n{baseline}.",
+             + "  \n".join(f"{line}." for line in lines),
              f"[Open the report]({link}) (also under Artifacts: report/report.html)."]
     return "\n\n".join(p for p in parts if p)
 
@@ -307,7 +320,7 @@ def _recommends(training: TrainingResult) -> str:
 def _version_description(cfg: ExperimentConfig, training: TrainingResult,
                          metrics: dict[str, float], dataset: Dataset) -> str:
     """A model version's description: where it comes from and what its policy achieved."""
-    policy, _ = outcome_lines(metrics, "")
+    policy = outcome_lines(metrics, "")[0]
     return (f"Period {cfg.period}, {training.chosen.display_name} ({training.selected})"
             f"{_recommends(training)}. "
             f"{policy}. Trained on {dataset.n_rows:,} customers of {dataset.source} "

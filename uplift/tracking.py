@@ -64,15 +64,19 @@ def logged_metric_names(arms: Iterable[str], *, allocation: bool = True,
                         baseline: bool = True) -> set[str]:
     """What a run logs as MLflow metrics: the SPEC's names and the covariate-adjusted ones.
 
-    The adjusted readout's names (``ate_<arm>_cuped``, ..., ``variance_reduction_<arm>``)
-    and the net value's interval (``POLICY_INTERVALS``) extend the SPEC's list;
+    The adjusted readout's names (``ate_<arm>_cuped``, ..., ``variance_reduction_<arm>``),
+    the net value's interval (``POLICY_INTERVALS``) and the recommended policy against the
+    best one that needs no model (``policy_*_vs_simple``) extend the SPEC's list;
     ``spec_metric_names`` stays exactly the SPEC's.
     """
     from .adjustment import adjusted_metric_names
+    from .offpolicy import VERSUS_SIMPLE
 
     arms = list(arms)
+    versus = {f"{name}{end}" for name in VERSUS_SIMPLE.values()
+              for end in ("", "_ci_low", "_ci_high")}
     return spec_metric_names(arms, allocation=allocation, baseline=baseline) | set(
-        adjusted_metric_names(arms)) | set(POLICY_INTERVALS)
+        adjusted_metric_names(arms)) | set(POLICY_INTERVALS) | versus
 
 
 # The policy's net value interval, beside the churn reduction's that the SPEC names.

@@ -48,6 +48,7 @@ from .evaluation import (
 from .formatting import (
     Paragraph,
     Table,
+    gain,
     metric_with_interval,
     money,
     number,
@@ -67,7 +68,7 @@ from .models import (
     group_shares,
     uplift_column,
 )
-from .offpolicy import Estimate, PolicyEstimate, PolicyRows, policy_rows
+from .offpolicy import VERSUS_SIMPLE, Estimate, PolicyEstimate, PolicyRows, policy_rows
 from .policy import PolicyResult, budget_curve, build_policy, optimality_warning
 
 __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
@@ -123,6 +124,36 @@ class TrainingResult:
     """Under ``unproven``: the honest estimate of the policy the run declined."""
     objective: str = "net_value"
     """What the policy maximises: ``net_value`` or ``churn_reduction``."""
+    simple: str = ""
+    """The best policy that needs no model (``nobody`` or ``everyone:<arm>``): the one
+    most folds chose from the other folds' rows."""
+    versus_simple: dict[str, Estimate] = field(default_factory=dict)
+    """What the recommended model's policy earns over the best simple one on the same
+    customers, paired: ``net_value`` (per customer) and ``churn_reduction``, each the
+    reported estimate's figure minus the simple policy's. Each fold's customers are set
+    against the simple policy chosen on the other folds, as the model's policy is, so
+    neither side gains from the selection. Empty when the run recommends a policy that
+    needs no model."""
+    simple_groups: np.ndarray | None = None
+    """Each evaluated row's group (``holdout_index`` order) under the simple policy its
+    fold was compared with."""
+
+    def versus_metrics(self) -> dict[str, float]:
+        """``policy_*_vs_simple`` with their intervals, when a model's policy is recommended."""
+        out: dict[str, float] = {}
+        for figure, est in self.versus_simple.items():
+            name = VERSUS_SIMPLE[figure]
+            out.update({name: est.value, f"{name}_ci_low": est.ci_low,
+                        f"{name}_ci_high": est.ci_high})
+        return out
+
+    @property
+    def simple_label(self) -> str:
+        """The best policy that needs no model, for people (``""`` when not compared)."""
+        if not self.versus_simple:
+            return ""
+        cand = next((c for c in self.candidates if c.learner == self.simple), None)
+        return cand.display_name if cand is not None else self.simple
 
     @property
     def chosen(self) -> CandidateResult:
@@ -210,8 +241,21 @@ class TrainingResult:
             paragraphs.append(Paragraph(
                 f"The run recommends the {self.selected} policy: no policy that needs no "
                 "model (nobody, one offer for everyone) beats it by "
-                f"{EVIDENCE_Z:g} standard errors or more and in every fold."))
+                f"{EVIDENCE_Z:g} standard errors or more and in every fold.{self._versus_text()}"))
         return paragraphs
+
+    def _versus_text(self) -> str:
+        """The recommended policy against the best simple one, a sentence (or ``""``)."""
+        est = self.versus_simple.get(self.objective)
+        if est is None:
+            return ""
+        what, fmt, unit = (("net value", gain, " per customer") if self.objective == "net_value"
+                           else ("churn reduction", pp, ""))
+        level = f"{100 * (1 - self.policy_estimate.alpha):g}%"
+        return (f" Against the best of those, {self.simple_label} (each fold's customers "
+                "against the one the other folds chose, paired, selection included): "
+                f"{what} "
+                f"{with_interval(est.value, est.ci_low, est.ci_high, fmt)}{unit} ({level} CI).")
 
     def status(self, cand: CandidateResult) -> str:
         """``recommended``, ``selected model``, ``ok`` or ``failed: <why>``."""
@@ -467,6 +511,17 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         declined, honest = honest, judge.rows(NOBODY).estimate()
         chosen_key = recommended = NOBODY
         reason = "unproven"
+    # The simple policy a fold is compared with is the best one on the other folds, as
+    # the model's policy is: the best of several on the same rows would be optimistic.
+    simple_picks = [judge.simplest(selection_fold != k)
+                    for k in range(int(selection_fold.max()) + 1)]
+    simple_keys = list(dict.fromkeys(simple_picks))
+    simple_rows = PolicyRows.pick([judge.rows(p) for p in simple_keys],
+                                  np.array([simple_keys.index(simple_picks[k])
+                                            for k in selection_fold]))
+    simple = max(simple_keys, key=simple_picks.count)
+    versus = {} if recommended in judge.trivial else _versus(
+        procedure, own_rows, simple_rows, cfg.policy.objective)
     policy = judge.policy(chosen_key, exact=True)
     optimality_warning(policy.assignment, "the held-out policy")
     own = judge.rows(chosen_key).estimate()
@@ -484,13 +539,27 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         holdout_scores=_with_risk(judge.uplift(best), judge.p_control), shares=shares,
         recommended=recommended, folds=n_folds,
         selection_estimate=own, reason=reason, declined_estimate=declined,
-        objective=cfg.policy.objective,
+        objective=cfg.policy.objective, simple=simple, versus_simple=versus,
+        simple_groups=np.asarray(simple_rows.groups, dtype=object)[simple_rows.recommended],
     )
 
 
 def _objective_figure(est: PolicyEstimate, objective: str) -> Estimate:
     """The estimate of what ``objective`` maximises: net value per customer or churn reduction."""
     return est.net_value_per_customer if objective == "net_value" else est.churn_reduction
+
+
+def _versus(procedure: PolicyRows, own: PolicyRows, simple: PolicyRows, objective: str
+            ) -> dict[str, Estimate]:
+    """The reported estimate's figures minus a simple policy's, paired on the same rows.
+
+    Each figure comes from the rows :func:`_reported` takes it from: under ``net_value``
+    the net value from the selection procedure's and the churn reduction from the
+    recommended policy's own; under ``churn_reduction`` both from the procedure's.
+    """
+    churn = own if objective == "net_value" else procedure
+    return {"net_value": procedure.gain_over(simple, "net_value"),
+            "churn_reduction": churn.gain_over(simple, "churn_reduction")}
 
 
 def _reported(procedure: PolicyEstimate, own: PolicyEstimate, objective: str
@@ -649,8 +718,12 @@ class _Judge:
         if (self.cfg.model.select_by != "qini" and best != favourite
                 and not self._beats(best, favourite, mask, RIVAL_Z)):
             best = favourite
-        simple = max(self.trivial, key=lambda t: self.worth(t, mask))
+        simple = self.simplest(mask)
         return best, (simple if self._beats(simple, best, mask) else best)
+
+    def simplest(self, mask: np.ndarray) -> str:
+        """The best policy that needs no model on the rows of ``mask``."""
+        return max(self.trivial, key=lambda t: self.worth(t, mask))
 
     def _beats(self, key: str | tuple[str, ...], other: str | tuple[str, ...],
                mask: np.ndarray, z: float = EVIDENCE_Z) -> bool:
