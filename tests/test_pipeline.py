@@ -360,3 +360,29 @@ def test_an_unproven_policy_is_replaced_by_nobody_and_the_run_says_why(
     version = client.get_model_version("pipeline-model", "1")
     assert version.tags["recommended_policy"] == "nobody"
     assert "; recommends nobody instead (the policy this run would" in version.description
+
+
+def test_the_outcome_lines_set_the_policy_against_the_best_simple_one_when_compared() -> None:
+    from uplift.pipeline import outcome_lines
+
+    metrics = {"policy_churn_rate": 0.24, "policy_churn_reduction": 0.055,
+               "policy_churn_reduction_ci_low": 0.046, "policy_churn_reduction_ci_high": 0.064,
+               "policy_net_value_per_customer": 40.9,
+               "policy_net_value_per_customer_ci_low": 15.1,
+               "policy_net_value_per_customer_ci_high": 66.8,
+               "baseline_churn_rate": 0.31, "churn_reduction_vs_baseline": 0.07}
+    plain = outcome_lines(metrics, "baseline.churn_rate", "webinar for everyone")
+    assert len(plain) == 2  # nothing to compare with: a simple policy was recommended
+    versus = {"policy_net_value_per_customer_vs_simple": -0.5,
+              "policy_net_value_per_customer_vs_simple_ci_low": -2.03,
+              "policy_net_value_per_customer_vs_simple_ci_high": 1.01,
+              "policy_churn_reduction_vs_simple": 0.0385,
+              "policy_churn_reduction_vs_simple_ci_low": 0.0293,
+              "policy_churn_reduction_vs_simple_ci_high": 0.0477}
+    lines = outcome_lines({**metrics, **versus}, "baseline.churn_rate", "webinar for everyone")
+    assert lines[0] == plain[0]
+    assert lines[2] == plain[1]
+    assert lines[1] == ("Against webinar for everyone (the best policy that needs no model), "
+                        "same customers: reduction +3.85 pp [+2.93 pp, +4.77 pp], net value "
+                        "-0.50 [-2.03, +1.01] per customer")
+    assert outcome_lines({**metrics, **versus}, "baseline.churn_rate") == plain  # no label

@@ -56,6 +56,8 @@ def test_a_run_logs_the_spec_names_the_adjusted_ones_and_the_net_value_interval(
     versus = {f"policy_{figure}_vs_simple{end}" for figure in
               ("net_value_per_customer", "churn_reduction") for end in ("", "_ci_low", "_ci_high")}
     assert logged_metric_names(arms) == spec_metric_names(arms) | adjusted | interval | versus
+    assert logged_metric_names(arms, versus=False) == (
+        spec_metric_names(arms) | adjusted | interval)
     assert not (adjusted | interval | versus) & spec_metric_names(arms)
 
 

@@ -405,6 +405,7 @@ def test_the_reported_policy_intervals_cover_the_truth_selection_included(tmp_pa
     # ... and so does the comparison with the best simple policy, when a model's is chosen
     assert table["versus", "churn reduction"] >= 0.9
     assert table["versus", "net value / customer"] >= 0.9
+    assert (coverage(records).set_index("estimate").loc["versus", "replications"] >= 40).all()
 
 
 def _guarded(tmp_path: Path, guard: bool, customers: int = 3000, **policy: object) -> object:
@@ -514,13 +515,21 @@ def test_the_recommended_policy_is_set_against_the_best_simple_one_on_the_same_r
 
 
 def test_each_fold_is_set_against_the_simple_policy_the_other_folds_chose(
-    simulated_run: SimulatedRun,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    result, cfg = simulated_run.training, simulated_run.cfg
-    groups = set(result.simple_groups)
-    assert len(result.simple_groups) == len(result.holdout_index)
-    assert groups <= {cfg.control, *cfg.arm_names}
-    assert result.simple in MODEL_FREE
-    # The label is the policy most folds chose: its offer is among the rows' groups.
-    offer = result.simple.removeprefix("everyone:")
-    assert offer in groups or result.simple == "nobody"
+    from uplift import training
+
+    # The fold holding the first row, left out, finds nobody best; the others the webinar.
+    monkeypatch.setattr(training._Judge, "simplest",
+                        lambda self, mask: "everyone:webinar" if mask[0] else "nobody")
+    cfg = load_config(config(tmp_path, simulated_config(), learners=["s", "gam"]))
+    result = train_models(load_dataset(cfg), cfg)
+    assert result.folds == 3
+    assert result.recommended not in MODEL_FREE
+    assert sorted(result.simple_picks) == ["everyone:webinar", "everyone:webinar", "nobody"]
+    assert result.simple == "everyone:webinar"
+    assert result.simple_label == "webinar for everyone in 2 of 3 folds, nobody in 1"
+    groups = np.asarray(result.simple_groups)
+    assert groups[0] == "control"  # the first row's fold was compared with nobody ...
+    assert set(groups) == {"control", "webinar"}  # ... the other two with the webinar
+    assert abs(np.mean(groups == "control") - 1 / 3) < 0.01  # one fold of three

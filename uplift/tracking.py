@@ -61,8 +61,11 @@ def spec_metric_names(arms: Iterable[str], *, allocation: bool = True,
 
 
 def logged_metric_names(arms: Iterable[str], *, allocation: bool = True,
-                        baseline: bool = True) -> set[str]:
-    """What a run logs as MLflow metrics: the SPEC's names and the covariate-adjusted ones.
+                        baseline: bool = True, versus: bool = True) -> set[str]:
+    """What a run may log as MLflow metrics: the SPEC's names and a few more.
+
+    ``versus``: the run recommends a model's policy, which it compares with the best
+    simple one (``policy_*_vs_simple``).
 
     The adjusted readout's names (``ate_<arm>_cuped``, ..., ``variance_reduction_<arm>``),
     the net value's interval (``POLICY_INTERVALS``) and the recommended policy against the
@@ -73,10 +76,10 @@ def logged_metric_names(arms: Iterable[str], *, allocation: bool = True,
     from .offpolicy import VERSUS_SIMPLE
 
     arms = list(arms)
-    versus = {f"{name}{end}" for name in VERSUS_SIMPLE.values()
-              for end in ("", "_ci_low", "_ci_high")}
+    compared = {f"{name}{end}" for name in VERSUS_SIMPLE.values()
+                for end in ("", "_ci_low", "_ci_high")} if versus else set()
     return spec_metric_names(arms, allocation=allocation, baseline=baseline) | set(
-        adjusted_metric_names(arms)) | set(POLICY_INTERVALS) | versus
+        adjusted_metric_names(arms)) | set(POLICY_INTERVALS) | compared
 
 
 # The policy's net value interval, beside the churn reduction's that the SPEC names.

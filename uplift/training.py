@@ -127,13 +127,17 @@ class TrainingResult:
     simple: str = ""
     """The best policy that needs no model (``nobody`` or ``everyone:<arm>``): the one
     most folds chose from the other folds' rows."""
+    simple_picks: tuple[str, ...] = ()
+    """Per fold (per half of the held-out rows with one split), the simple policy chosen
+    on the other folds' rows, which that fold's customers are compared with."""
     versus_simple: dict[str, Estimate] = field(default_factory=dict)
     """What the recommended model's policy earns over the best simple one on the same
     customers, paired: ``net_value`` (per customer) and ``churn_reduction``, each the
-    reported estimate's figure minus the simple policy's. Each fold's customers are set
-    against the simple policy chosen on the other folds, as the model's policy is, so
-    neither side gains from the selection. Empty when the run recommends a policy that
-    needs no model."""
+    reported estimate's figure minus the simple policy's (so each taken from the rows
+    the reported one is: under ``net_value`` the churn figure is the recommended policy's
+    own). Each fold's customers are set against the simple policy chosen on the other
+    folds, so the simple side gains nothing from being picked on the rows that value it.
+    Empty when the run recommends a policy that needs no model."""
     simple_groups: np.ndarray | None = None
     """Each evaluated row's group (``holdout_index`` order) under the simple policy its
     fold was compared with."""
@@ -149,11 +153,23 @@ class TrainingResult:
 
     @property
     def simple_label(self) -> str:
-        """The best policy that needs no model, for people (``""`` when not compared)."""
+        """The simple policy compared with, for people (``""`` when not compared).
+
+        When the folds chose different ones, each with the number of folds (or halves)
+        that chose it: ``webinar for everyone in 2 of 3 folds, nobody in 1``.
+        """
         if not self.versus_simple:
             return ""
-        cand = next((c for c in self.candidates if c.learner == self.simple), None)
-        return cand.display_name if cand is not None else self.simple
+        names = {c.learner: c.display_name for c in self.candidates}
+        picks = self.simple_picks or (self.simple,)
+        counts = {p: picks.count(p) for p in sorted(set(picks), key=picks.index)}
+        if len(counts) == 1:
+            return names.get(self.simple, self.simple)
+        unit = "folds" if self.folds > 1 else "halves"
+        ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{names.get(p, p)} in {n}" + (f" of {len(picks)} {unit}" if i == 0
+                                                        else "")
+                         for i, (p, n) in enumerate(ordered))
 
     @property
     def chosen(self) -> CandidateResult:
@@ -252,9 +268,9 @@ class TrainingResult:
         what, fmt, unit = (("net value", gain, " per customer") if self.objective == "net_value"
                            else ("churn reduction", pp, ""))
         level = f"{100 * (1 - self.policy_estimate.alpha):g}%"
-        return (f" Against the best of those, {self.simple_label} (each fold's customers "
-                "against the one the other folds chose, paired, selection included): "
-                f"{what} "
+        part = "fold" if self.folds > 1 else "half of the held-out rows"
+        return (f" Against the best of those, {self.simple_label} (each {part}'s customers "
+                f"against the one chosen without them, paired, selection included): {what} "
                 f"{with_interval(est.value, est.ci_low, est.ci_high, fmt)}{unit} ({level} CI).")
 
     def status(self, cand: CandidateResult) -> str:
@@ -539,7 +555,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         holdout_scores=_with_risk(judge.uplift(best), judge.p_control), shares=shares,
         recommended=recommended, folds=n_folds,
         selection_estimate=own, reason=reason, declined_estimate=declined,
-        objective=cfg.policy.objective, simple=simple, versus_simple=versus,
+        objective=cfg.policy.objective, simple=simple, simple_picks=tuple(simple_picks),
+        versus_simple=versus,
         simple_groups=np.asarray(simple_rows.groups, dtype=object)[simple_rows.recommended],
     )
 
