@@ -465,8 +465,7 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     best, chosen_key = judge.choose(everywhere)
     selected, recommended = judge.name(best), judge.name(chosen_key)
     picks = [judge.choose(selection_fold != k)[1] for k in range(int(selection_fold.max()) + 1)]
-    keys = list(dict.fromkeys(picks))
-    which = np.array([keys.index(picks[k]) for k in selection_fold])
+    keys, which = _by_fold(picks, selection_fold)
     procedure = PolicyRows.pick([judge.rows(p) for p in keys], which)
 
     pair = judge.pair
@@ -531,10 +530,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     # the model's policy is: the best of several on the same rows would be optimistic.
     simple_picks = [judge.simplest(selection_fold != k)
                     for k in range(int(selection_fold.max()) + 1)]
-    simple_keys = list(dict.fromkeys(simple_picks))
-    simple_rows = PolicyRows.pick([judge.rows(p) for p in simple_keys],
-                                  np.array([simple_keys.index(simple_picks[k])
-                                            for k in selection_fold]))
+    simple_keys, simple_which = _by_fold(simple_picks, selection_fold)
+    simple_rows = PolicyRows.pick([judge.rows(p) for p in simple_keys], simple_which)
     simple = max(simple_keys, key=simple_picks.count)
     versus = {} if recommended in judge.trivial else _versus(
         procedure, own_rows, simple_rows, cfg.policy.objective)
@@ -564,6 +561,13 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
 def _objective_figure(est: PolicyEstimate, objective: str) -> Estimate:
     """The estimate of what ``objective`` maximises: net value per customer or churn reduction."""
     return est.net_value_per_customer if objective == "net_value" else est.churn_reduction
+
+
+def _by_fold(picks: list[str | tuple[str, ...]], folds: np.ndarray
+             ) -> tuple[list[str | tuple[str, ...]], np.ndarray]:
+    """The distinct policies of ``picks`` (one per fold), and each row's index into them."""
+    keys = list(dict.fromkeys(picks))
+    return keys, np.array([keys.index(picks[k]) for k in folds])
 
 
 def _versus(procedure: PolicyRows, own: PolicyRows, simple: PolicyRows, objective: str
