@@ -14,6 +14,7 @@ from uplift.models import (
     FeatureEncoder,
     LearnerError,
     UpliftModel,
+    isotonic_calibrator,
 )
 from uplift.simulate import simulate_customers
 
@@ -185,6 +186,50 @@ def test_churn_risk_is_calibrated_on_fresh_customers() -> None:
     gap = (table["predicted"].mean() - table["truth"].mean()).abs()
     assert gap.max() < 0.03
     assert np.corrcoef(predicted, truth)[0, 1] > 0.8
+
+
+def test_calibrated_risk_stays_off_zero_and_one() -> None:
+    scores = np.linspace(0.0, 1.0, 300)
+    churned = (scores > 0.5).astype(int)  # the top half all churned, the bottom half none
+    mapped = isotonic_calibrator(scores, churned).predict(np.array([-1.0, 0.1, 0.9, 2.0]))
+    np.testing.assert_allclose(mapped, [0.001, 0.001, 0.999, 0.999])
+
+
+def test_risk_uses_the_held_out_scores_it_is_given() -> None:
+    data = simulate_customers(3000, 3).customers
+    features = ["tenure_months", "monthly_revenue"]
+    scores = np.linspace(0.0, 1.0, 200)
+    # Held-out customers churned exactly when their score was above 0.3.
+    held_out = (scores, (scores > 0.3).astype(int))
+    risk = ChurnRiskModel(seed=1, params={"n_estimators": 5}).fit(
+        data[features], data["arm"], data["churned"], held_out=held_out)
+    raw = risk.predict_proba(data[features], calibrated=False)
+    calibrated = risk.predict_proba(data[features])
+    low, high = raw < 0.29, raw > 0.31  # between the two, isotonic regression interpolates
+    assert low.sum() > 100
+    assert high.sum() > 100
+    np.testing.assert_allclose(calibrated[low], 0.001)
+    np.testing.assert_allclose(calibrated[high], 0.999)
+
+
+def test_a_risk_model_pickled_with_calibration_inside_predicts_as_before() -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+
+    data = simulate_customers(3000, 3).customers
+    features = ["tenure_months", "monthly_revenue"]
+    risk = ChurnRiskModel(calibrate=False, seed=1, params={"n_estimators": 5}).fit(
+        data[features], data["arm"], data["churned"])
+    # What earlier versions stored: the calibrated ensemble as the model, no calibrator.
+    matrix = risk._design(risk.encoder_.transform(data[features]),
+                          data["arm"].to_numpy(dtype=object))
+    inside = CalibratedClassifierCV(clone(risk.model_), method="isotonic", cv=3).fit(
+        matrix, data["churned"])
+    risk.model_ = inside
+    del risk.calibrator_
+    control = risk._design(risk.encoder_.transform(data[features]),
+                           np.full(len(data), "control", dtype=object))
+    np.testing.assert_allclose(risk.predict_proba(data[features]),
+                               inside.predict_proba(control)[:, 1])
 
 
 def test_encoder_with_a_category_column_empty_at_prediction() -> None:

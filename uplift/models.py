@@ -245,14 +245,17 @@ class ChurnRiskModel(BaseEstimator):
     """P(churn | no offer) per customer, fitted on every row and calibrated.
 
     All groups train it (the group is a feature), which uses the offer rows too, and
-    the prediction sets the group to the control. Isotonic calibration on
-    cross-fitted predictions keeps probabilities honest for the cost terms.
+    the prediction sets the group to the control. Isotonic regression maps the base
+    model's probabilities to churn rates measured on rows the scoring model did not
+    see, which keeps probabilities honest for the cost terms. One base model scores
+    every customer; the held-out scores come from the caller's cross-fitting when it
+    has them, and from three more fits otherwise.
 
     Args:
         base: Base model family (lightgbm, xgboost).
         control: Treatment value of the control group.
         categorical: Columns to treat as categories.
-        calibrate: Calibrate with isotonic regression (3-fold cross-fitting).
+        calibrate: Calibrate with isotonic regression on held-out scores.
         seed: Seed of every random step.
         n_jobs: Threads for the base model.
         params: Overrides of the base classifier's settings.
@@ -269,35 +272,67 @@ class ChurnRiskModel(BaseEstimator):
         self.n_jobs = n_jobs
         self.params = params
 
-    def fit(self, X: pd.DataFrame, treatment: Sequence[str], churned: Sequence[int]
-            ) -> ChurnRiskModel:
-        """Fit on features plus the assigned group; churned is 1 for churn."""
+    def fit(self, X: pd.DataFrame, treatment: Sequence[str], churned: Sequence[int],
+            held_out: tuple[np.ndarray, np.ndarray] | None = None) -> ChurnRiskModel:
+        """Fit on features plus the assigned group; churned is 1 for churn.
+
+        ``held_out`` is ``(scores, churned)``: uncalibrated probabilities that models
+        like this one gave rows outside their own training rows (each row's own group),
+        with those rows' outcomes. Without it a calibrated model cross-fits 3 folds.
+        """
         treatment = np.asarray(treatment, dtype=object)
+        outcome = np.asarray(churned, dtype=np.int64)
         self.encoder_ = FeatureEncoder(self.categorical).fit(X, churned)
         self.groups_ = sorted({str(t) for t in treatment})
         matrix = self._design(self.encoder_.transform(X), treatment)
         model = base_classifier(self.base, self.seed, self.n_jobs, **(self.params or {}))
-        if self.calibrate:
-            from sklearn.calibration import CalibratedClassifierCV
-            from sklearn.model_selection import StratifiedKFold
-
-            folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=self.seed)
-            model = CalibratedClassifierCV(model, method="isotonic", cv=folds)
+        self.calibrator_ = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.model_ = model.fit(matrix, np.asarray(churned, dtype=np.int64))
+            if self.calibrate and held_out is None:
+                from sklearn.base import clone
+                from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+                folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=self.seed)
+                held_out = (cross_val_predict(clone(model), matrix, outcome, cv=folds,
+                                              method="predict_proba")[:, 1], outcome)
+            self.model_ = model.fit(matrix, outcome)
+        if self.calibrate:
+            self.calibrator_ = isotonic_calibrator(*held_out)
         return self
 
     def _design(self, matrix: np.ndarray, treatment: np.ndarray) -> np.ndarray:
         return with_group_flags(matrix, treatment, self.groups_)
 
-    def predict_proba(self, X: pd.DataFrame, group: str | None = None) -> np.ndarray:
-        """P(churn | group) per row; the control group by default."""
+    def predict_proba(self, X: pd.DataFrame, group: str | None = None,
+                      calibrated: bool = True) -> np.ndarray:
+        """P(churn | group) per row; the control group by default.
+
+        ``calibrated=False`` gives the base model's own probability, the score that
+        :func:`isotonic_calibrator` maps.
+        """
         treatment = np.full(len(X), group or self.control, dtype=object)
         matrix = self._design(self.encoder_.transform(X), treatment)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self.model_.predict_proba(matrix)[:, 1]
+            scores = self.model_.predict_proba(matrix)[:, 1]
+        # Models pickled before calibration moved out of the base model have no calibrator_.
+        calibrator = getattr(self, "calibrator_", None)
+        return calibrator.predict(scores) if calibrated and calibrator is not None else scores
+
+
+# A block of customers who all churned (or all stayed) is not a certainty: a risk of
+# exactly 0 or 1 would make every offer's change of churn vanish at the clip.
+RISK_FLOOR = 1e-3
+
+
+def isotonic_calibrator(scores: np.ndarray, churned: np.ndarray) -> Any:
+    """Isotonic regression of held-out churn on held-out scores, kept off 0 and 1."""
+    from sklearn.isotonic import IsotonicRegression
+
+    return IsotonicRegression(y_min=RISK_FLOOR, y_max=1.0 - RISK_FLOOR,
+                              out_of_bounds="clip").fit(
+        np.asarray(scores, dtype=float), np.asarray(churned, dtype=float))
 
 
 class EnsembleUpliftModel(BaseEstimator):

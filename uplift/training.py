@@ -66,6 +66,7 @@ from .models import (
     check_groups,
     churn_probabilities,
     group_shares,
+    isotonic_calibrator,
     uplift_column,
 )
 from .offpolicy import VERSUS_SIMPLE, Estimate, PolicyEstimate, PolicyRows, policy_rows
@@ -410,19 +411,35 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     of_folds = "" if n_folds == 1 else " (fold {k} of {n})"
 
     # One outcome model, cross-fitted, augments every candidate's doubly robust
-    # estimate, so that candidates differ only where their policies do.
-    outcomes = {g: np.full(dataset.n_rows, np.nan) for g in cfg.groups}
-    risks: list[ChurnRiskModel] = []
+    # estimate, so that candidates differ only where their policies do. Its isotonic
+    # calibration is cross-fitted too: each block of rows is mapped by the one fitted on
+    # the other blocks' out-of-fold scores (halves of the held-out rows for one split).
+    selection_fold = (fold[rows] if n_folds > 1 else
+                      cross_folds(treatment[rows], churned[rows], 2, 0.5, seed_split))
+    scores = {g: np.full(dataset.n_rows, np.nan) for g in cfg.groups}
     start = time.perf_counter()
     for k in range(n_folds):
         step("Fitting the churn-risk model" + of_folds.format(k=k + 1, n=n_folds))
         fit, held = fold != k, fold == k
-        risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X[fit], treatment[fit],
-                                                                  churned[fit])
+        risk = _risk_model(dataset, cfg, seed_risk, threads, calibrate=False).fit(
+            X[fit], treatment[fit], churned[fit])
         for g in cfg.groups:
-            outcomes[g][held] = risk.predict_proba(X[held], g)
-        risks.append(risk)
+            scores[g][held] = risk.predict_proba(X[held], g)
+    own_scores = np.array([scores[g][i] for i, g in zip(rows, treatment[rows], strict=True)])
+    outcomes = {g: np.empty(rows.size) for g in cfg.groups}
+    for b in range(int(selection_fold.max()) + 1):
+        calibrator = isotonic_calibrator(own_scores[selection_fold != b],
+                                         churned[rows][selection_fold != b])
+        for g in cfg.groups:
+            outcomes[g][selection_fold == b] = calibrator.predict(
+                scores[g][rows][selection_fold == b])
     fits["churn_risk"] = time.perf_counter() - start
+    step("Refitting the churn-risk model on all rows")
+    start = time.perf_counter()
+    held_out = (own_scores, churned[rows])
+    final_risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X, treatment, churned,
+                                                                   held_out=held_out)
+    fits["refit_churn_risk"] = time.perf_counter() - start
 
     candidates: list[CandidateResult] = []
     oof: dict[str, pd.DataFrame] = {}
@@ -457,9 +474,7 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     # The estimate of what choosing this way earns: each fold's rows valued under the
     # policy chosen on the other folds' rows alone (halves of the held-out rows for one
     # split).
-    selection_fold = (fold[rows] if n_folds > 1 else
-                      cross_folds(treatment[rows], churned[rows], 2, 0.5, seed_split))
-    judge = _Judge(dataset, cfg, rows, values, shares, {g: o[rows] for g, o in outcomes.items()},
+    judge = _Judge(dataset, cfg, rows, values, shares, outcomes,
                    oof, ensemble=model_cfg.ensemble, blocks=selection_fold)
     everywhere = np.ones(rows.size, dtype=bool)
     best, chosen_key = judge.choose(everywhere)
@@ -499,9 +514,6 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         X, treatment, churned) for name in (chosen.members or (selected,))]
     final_uplift = refit[0] if len(refit) == 1 else EnsembleUpliftModel(refit)
     fits[f"refit_{selected}"] = time.perf_counter() - start
-    start = time.perf_counter()
-    final_risk = _risk_model(dataset, cfg, seed_risk, threads).fit(X, treatment, churned)
-    fits["refit_churn_risk"] = time.perf_counter() - start
 
     # The policy exported is the refitted model's, which differs from the out-of-fold
     # policies on customers near a decision boundary; there the estimates follow the
@@ -538,9 +550,9 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     policy = judge.policy(chosen_key, exact=True)
     optimality_warning(policy.assignment, "the held-out policy")
     own = judge.rows(chosen_key).estimate()
-    trained = {name: RetentionModel(risks[-1], model, features) for name, model in last.items()}
+    trained = {name: RetentionModel(final_risk, model, features) for name, model in last.items()}
     if pair is not None:
-        trained[ENSEMBLE] = RetentionModel(risks[-1], EnsembleUpliftModel(
+        trained[ENSEMBLE] = RetentionModel(final_risk, EnsembleUpliftModel(
             [last[m] for m in pair]), features)
     return TrainingResult(
         model=RetentionModel(final_risk, final_uplift, features,
@@ -801,9 +813,10 @@ def _with_risk(uplift: pd.DataFrame, p_control: np.ndarray) -> pd.DataFrame:
 
 
 def _risk_model(dataset: Dataset, cfg: ExperimentConfig, seed: int,
-                threads: int = 1) -> ChurnRiskModel:
+                threads: int = 1, calibrate: bool = True) -> ChurnRiskModel:
     return ChurnRiskModel(base=cfg.model.base, control=cfg.control,
-                          categorical=list(dataset.categorical), seed=seed, n_jobs=threads,
+                          categorical=list(dataset.categorical), calibrate=calibrate,
+                          seed=seed, n_jobs=threads,
                           params=cfg.model.params.get("churn_risk"))
 
 
