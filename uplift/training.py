@@ -425,7 +425,9 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
             X[fit], treatment[fit], churned[fit])
         for g in cfg.groups:
             scores[g][held] = risk.predict_proba(X[held], g)
-    own_scores = np.array([scores[g][i] for i, g in zip(rows, treatment[rows], strict=True)])
+    own_scores = np.empty(rows.size)  # each held-out row's score for its own group
+    for g in cfg.groups:
+        own_scores[treatment[rows] == g] = scores[g][rows][treatment[rows] == g]
     outcomes = {g: np.empty(rows.size) for g in cfg.groups}
     for b in range(int(selection_fold.max()) + 1):
         calibrator = isotonic_calibrator(own_scores[selection_fold != b],
