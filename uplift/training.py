@@ -581,7 +581,7 @@ def _by_fold(picks: list[str | tuple[str, ...]], folds: np.ndarray
              ) -> tuple[list[str | tuple[str, ...]], np.ndarray]:
     """The distinct policies of ``picks`` (one per fold), and each row's index into them."""
     keys = list(dict.fromkeys(picks))
-    return keys, np.array([keys.index(picks[k]) for k in folds])
+    return keys, np.array([keys.index(p) for p in picks])[folds]
 
 
 def _versus(procedure: PolicyRows, own: PolicyRows, simple: PolicyRows, objective: str
