@@ -11,9 +11,9 @@ was made on (``selection_estimate``), which the run does not report as its estim
 When a model's policy is recommended it also checks the comparison with the best policy
 that needs no model (``versus_simple``: the reported figure minus that policy's on the
 same customers) against the true difference of the two policies. The model's side of that
-truth is the recommended policy's, as for the reported figure: folds whose own choice was
-a simple policy count at that policy's value in the estimate (the selection's price), so
-both carry the same small gap.
+truth is the recommended policy's, as for the reported figure, which values every fold
+under it (a fold whose own choice was another policy is moved to it by the churn-risk
+model's predictions).
 
 Learners are small (40 trees per LightGBM model; the additive ``gam`` is fast as it is)
 so that hundreds of replications fit in minutes; coverage is a property of the estimate

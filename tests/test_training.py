@@ -490,6 +490,37 @@ def test_the_reported_estimate_describes_the_refitted_models_policy(
     assert any(abs(held_out[g] - reported[g]) > 0 for g in groups)
 
 
+def test_a_fold_that_chose_another_policy_is_valued_under_the_exported_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uplift import training
+    from uplift.policy import build_policy
+
+    real = training._Judge.choose
+
+    def fold_of_row_0_left_out_offers_nothing(self: object, mask: np.ndarray) -> tuple:
+        best, recommended = real(self, mask)
+        return (best, "nobody") if not mask[0] else (best, recommended)
+
+    monkeypatch.setattr(training._Judge, "choose", fold_of_row_0_left_out_offers_nothing)
+    mapping = simulated_config(policy={"objective": "churn_reduction"})
+    cfg = load_config(config(tmp_path, mapping, learners=["s", "gam"]))
+    dataset = load_dataset(cfg)
+    result = train_models(dataset, cfg)
+    assert result.recommended not in MODEL_FREE
+    assert result.folds == 3
+    # Under churn_reduction every reported figure is the selection procedure's; the fold
+    # whose rule offered nothing is still valued under the offers the export makes.
+    p_control, p_arms = result.model.predict_churn(dataset.frame)
+    exported = build_policy(p_control, p_arms, training.customer_values(dataset, cfg),
+                            dataset.frame, cfg, fixed_offer=result.model.fixed_offer)
+    groups = [cfg.control, *cfg.arm_names]
+    counts = np.array([(exported.offer == g).sum() for g in groups]) / dataset.n_rows
+    reported = result.policy_estimate.shares
+    np.testing.assert_allclose([reported[g] for g in groups], counts)
+    assert counts[0] < 0.9  # the export does offer something
+
+
 def test_the_recommended_policy_is_set_against_the_best_simple_one_on_the_same_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

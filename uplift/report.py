@@ -168,9 +168,9 @@ def _policy_section(training: TrainingResult) -> _Section:
                   f"(recommended: {training.recommended_label}), on {est.n:,} randomized "
                   f"customers ({est.method} estimator with the design's known propensities). "
                   "Each customer is valued under the policy the selection chose without "
-                  "them, so the estimate includes the selection; where that was the "
-                  "recommended policy, customers whom the refitted model treats differently "
-                  "are valued by the churn-risk model, so the estimate and its shares "
+                  "them, so the estimate includes the selection; customers whom the export "
+                  "treats differently from that policy are then valued by the churn-risk "
+                  "model's predictions of the two offers, so the estimate and its shares "
                   "describe the policy the export applies. Churn reduction and net value "
                   "are relative to giving nobody an offer."),
         est.table(),

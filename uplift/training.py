@@ -519,17 +519,16 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
 
     # The policy exported is the refitted model's, which differs from the out-of-fold
     # policies on customers near a decision boundary; there the estimates follow the
-    # cross-fitted outcome model (see PolicyRows.moved_to). Only folds whose own choice
-    # was the recommended policy are moved: the others keep the value of what the rule
-    # chose there, which is the selection's price.
+    # cross-fitted outcome model (see PolicyRows.moved_to). Every fold is moved, also one
+    # whose own choice was another policy: its rows keep the residual terms of the policy
+    # chosen without them, so their outcomes never vouch for the recommended one, and
+    # the estimate describes the policy the export applies.
     step("Estimating the recommended policy")
     deployed = judge.direct_of(judge.deployed(RetentionModel(
         final_risk, final_uplift, features, fixed_offer=judge.fixed_offer(recommended))).offer)
     direct = {p: judge.direct(p) for p in dict.fromkeys([*keys, chosen_key])}
     own_rows = judge.rows(chosen_key).moved_to(deployed, direct[chosen_key])
-    procedure = procedure.moved_to(
-        PolicyRows.pick([deployed if p == chosen_key else direct[p] for p in keys], which),
-        PolicyRows.pick([direct[p] for p in keys], which))
+    procedure = procedure.moved_to(deployed, PolicyRows.pick([direct[p] for p in keys], which))
     honest = _reported(procedure.estimate(), own_rows.estimate(), cfg.policy.objective)
     reason = "" if recommended == selected else "beaten"
     declined = None
