@@ -470,19 +470,25 @@ def test_under_churn_reduction_the_guard_checks_the_churn_reductions_interval(
             f"[{est.ci_low * 100:+.2f} pp, {est.ci_high * 100:+.2f} pp]") in guarded.why_recommended
 
 
-def test_the_reported_estimate_describes_the_refitted_models_policy(
-    simulated_run: SimulatedRun,
-) -> None:
+def _exported_shares(result: object, cfg: object, dataset: object) -> np.ndarray:
+    """Each group's share (control first) under the policy the export applies to every row."""
     from uplift.policy import build_policy
     from uplift.training import customer_values
 
-    result, cfg, dataset = simulated_run.training, simulated_run.cfg, simulated_run.dataset
-    assert result.folds == 3  # every row is evaluated, so the exported policy covers them
     p_control, p_arms = result.model.predict_churn(dataset.frame)
     exported = build_policy(p_control, p_arms, customer_values(dataset, cfg), dataset.frame,
                             cfg, fixed_offer=result.model.fixed_offer)
     groups = [cfg.control, *cfg.arm_names]
-    counts = np.array([(exported.offer == g).sum() for g in groups]) / dataset.n_rows
+    return np.array([(exported.offer == g).sum() for g in groups]) / dataset.n_rows
+
+
+def test_the_reported_estimate_describes_the_refitted_models_policy(
+    simulated_run: SimulatedRun,
+) -> None:
+    result, cfg, dataset = simulated_run.training, simulated_run.cfg, simulated_run.dataset
+    assert result.folds == 3  # every row is evaluated, so the exported policy covers them
+    groups = [cfg.control, *cfg.arm_names]
+    counts = _exported_shares(result, cfg, dataset)
     reported = result.policy_estimate.shares
     np.testing.assert_allclose([reported[g] for g in groups], counts)
     # ... not the out-of-fold policy the candidates were judged by, which differs from it
@@ -494,7 +500,6 @@ def test_a_fold_that_chose_another_policy_is_valued_under_the_exported_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from uplift import training
-    from uplift.policy import build_policy
 
     real = training._Judge.choose
 
@@ -511,11 +516,8 @@ def test_a_fold_that_chose_another_policy_is_valued_under_the_exported_one(
     assert result.folds == 3
     # Under churn_reduction every reported figure is the selection procedure's; the fold
     # whose rule offered nothing is still valued under the offers the export makes.
-    p_control, p_arms = result.model.predict_churn(dataset.frame)
-    exported = build_policy(p_control, p_arms, training.customer_values(dataset, cfg),
-                            dataset.frame, cfg, fixed_offer=result.model.fixed_offer)
     groups = [cfg.control, *cfg.arm_names]
-    counts = np.array([(exported.offer == g).sum() for g in groups]) / dataset.n_rows
+    counts = _exported_shares(result, cfg, dataset)
     reported = result.policy_estimate.shares
     np.testing.assert_allclose([reported[g] for g in groups], counts)
     assert counts[0] < 0.9  # the export does offer something
