@@ -69,7 +69,14 @@ from .models import (
     isotonic_calibrator,
     uplift_column,
 )
-from .offpolicy import VERSUS_SIMPLE, Estimate, PolicyEstimate, PolicyRows, policy_rows
+from .offpolicy import (
+    VERSUS_SIMPLE,
+    Estimate,
+    PolicyEstimate,
+    PolicyRows,
+    gain_over_chosen,
+    policy_rows,
+)
 from .policy import PolicyResult, budget_curve, build_policy, optimality_warning
 
 __all__ = ["ENSEMBLE", "RetentionModel", "TrainingResult", "assignment_shares",
@@ -137,8 +144,10 @@ class TrainingResult:
     reported estimate's figure minus the simple policy's (so each taken from the rows
     the reported one is: under ``net_value`` the churn figure is the recommended policy's
     own). Each fold's customers are set against the simple policy chosen on the other
-    folds, so the simple side gains nothing from being picked on the rows that value it.
-    Empty when the run recommends a policy that needs no model."""
+    folds, so the simple side gains nothing from being picked on the rows that value it,
+    and the interval comes from a bootstrap that makes those choices again (see
+    :func:`~uplift.offpolicy.gain_over_chosen`). Empty when the run recommends a policy
+    that needs no model."""
     simple_groups: np.ndarray | None = None
     """Each evaluated row's group (``holdout_index`` order) under the simple policy its
     fold was compared with."""
@@ -392,7 +401,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     values = customer_values(dataset, cfg)
     shares = assignment_shares(dataset, cfg)
     model_cfg = cfg.model
-    seed_split, seed_risk, *seed_learners = _seeds(model_cfg.seed, 2 + len(model_cfg.learners))
+    seed_split, seed_risk, *seed_learners, seed_versus = _seeds(
+        model_cfg.seed, 3 + len(model_cfg.learners))
     learner_seeds = dict(zip(model_cfg.learners, seed_learners, strict=True))
     features = list(dataset.features)
     X = dataset.frame[features]
@@ -547,7 +557,9 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     simple_rows = PolicyRows.pick([judge.rows(p) for p in simple_keys], simple_which)
     simple = max(simple_keys, key=simple_picks.count)
     versus = {} if recommended in judge.trivial else _versus(
-        procedure, own_rows, simple_rows, cfg.policy.objective)
+        procedure, own_rows, [judge.rows(t) for t in judge.trivial],
+        [judge.trivial.index(p) for p in simple_picks], selection_fold, cfg.policy.objective,
+        seed_versus)
     policy = judge.policy(chosen_key, exact=True)
     optimality_warning(policy.assignment, "the held-out policy")
     own = judge.rows(chosen_key).estimate()
@@ -583,17 +595,29 @@ def _by_fold(picks: list[str | tuple[str, ...]], folds: np.ndarray
     return keys, np.array([keys.index(p) for p in picks])[folds]
 
 
-def _versus(procedure: PolicyRows, own: PolicyRows, simple: PolicyRows, objective: str
+def _versus(procedure: PolicyRows, own: PolicyRows, simple: list[PolicyRows],
+            picks: list[int], folds: np.ndarray, objective: str, seed: int
             ) -> dict[str, Estimate]:
-    """The reported estimate's figures minus a simple policy's, paired on the same rows.
+    """The reported estimate's figures minus the simple policy each fold chose.
 
-    Each figure comes from the rows :func:`_reported` takes it from: under ``net_value``
-    the net value from the selection procedure's and the churn reduction from the
-    recommended policy's own; under ``churn_reduction`` both from the procedure's.
+    Each fold's rows are set against ``simple[picks[fold]]``, the simple policy best on
+    the other folds' rows, paired row by row, with an interval that includes that
+    choice (see
+    :func:`~uplift.offpolicy.gain_over_chosen`). Each figure comes from the rows
+    :func:`_reported` takes it from: under ``net_value`` the net value from the
+    selection procedure's and the churn reduction from the recommended policy's own;
+    under ``churn_reduction`` both from the procedure's.
     """
+    score = np.column_stack([rows.values(objective) for rows in simple])
+
+    def gain(rows: PolicyRows, figure: str) -> Estimate:
+        options = np.column_stack([s.values(figure) for s in simple])
+        return gain_over_chosen(rows.values(figure), options, score, folds,
+                                alpha=procedure.alpha, seed=seed, picks=picks)
+
     churn = own if objective == "net_value" else procedure
-    return {"net_value": procedure.gain_over(simple, "net_value"),
-            "churn_reduction": churn.gain_over(simple, "churn_reduction")}
+    return {"net_value": gain(procedure, "net_value"),
+            "churn_reduction": gain(churn, "churn_reduction")}
 
 
 def _reported(procedure: PolicyEstimate, own: PolicyEstimate, objective: str
