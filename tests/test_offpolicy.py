@@ -394,13 +394,14 @@ def chosen_alternative_test(rng: np.random.Generator, n: int = 3000) -> tuple[np
 
 
 def test_a_gain_over_a_chosen_alternative_covers_the_truth_choice_included() -> None:
-    from uplift.offpolicy import gain_over_chosen
+    from uplift.offpolicy import gains_over_chosen
 
     rng = np.random.default_rng(5)
     covered, paired_covered = [], []
     for rep in range(200):
         own, options, folds, true_gain = chosen_alternative_test(rng)
-        est = gain_over_chosen(own, options, options, folds, alpha=0.05, seed=rep)
+        est = gains_over_chosen({"gain": (own, options)}, options, folds, alpha=0.05,
+                                seed=rep)["gain"]
         picks = [int(np.argmax(options[folds != k].mean(axis=0))) for k in range(3)]
         rows = own - options[np.arange(own.size), np.asarray(picks)[folds]]
         assert est.value == pytest.approx(rows.mean())  # each fold against its own pick
@@ -414,7 +415,7 @@ def test_a_gain_over_a_chosen_alternative_covers_the_truth_choice_included() -> 
 
 
 def test_with_one_alternative_the_bootstrap_error_is_the_paired_one() -> None:
-    from uplift.offpolicy import gain_over_chosen
+    from uplift.offpolicy import gains_over_chosen
 
     rng = np.random.default_rng(6)
     ratios = []
@@ -422,8 +423,8 @@ def test_with_one_alternative_the_bootstrap_error_is_the_paired_one() -> None:
         folds = rng.integers(0, 3, 4000)
         own = rng.normal(1.0, 10.0, 4000)
         other = 0.3 * own + rng.normal(0.0, 30.0, 4000)
-        est = gain_over_chosen(own, other[:, None], other[:, None], folds, alpha=0.05,
-                               seed=rep)
+        est = gains_over_chosen({"gain": (own, other[:, None])}, other[:, None], folds,
+                                alpha=0.05, seed=rep)["gain"]
         rows = own - other
         se = rows.std(ddof=1) / math.sqrt(rows.size)  # nothing to choose: the closed form
         assert est.value == pytest.approx(rows.mean())
@@ -435,19 +436,30 @@ def test_with_one_alternative_the_bootstrap_error_is_the_paired_one() -> None:
 
 
 def test_a_gain_over_a_chosen_alternative_takes_given_picks_and_refuses_one_fold() -> None:
-    from uplift.offpolicy import gain_over_chosen
+    from uplift.offpolicy import gains_over_chosen
 
     own = np.array([5.0, 1.0, 2.0, 4.0])
     options = np.array([[1.0, 0.0], [0.0, 3.0], [2.0, 1.0], [0.0, 2.0]])
     folds = np.array([0, 1, 0, 1])
+
+    def gain(**kwargs: object) -> Estimate:
+        return gains_over_chosen({"gain": (own, options)}, options, folds, alpha=0.05,
+                                 **kwargs)["gain"]
+
     # Fold 0 (rows 0, 2) against column 1, fold 1 (rows 1, 3) against column 0: gains
     # 5 - 0, 2 - 1 and 1 - 0, 4 - 0.
-    est = gain_over_chosen(own, options, options, folds, alpha=0.05, seed=1, picks=[1, 0])
+    est = gain(seed=1, picks=[1, 0])
     assert est.value == pytest.approx((5.0 + 1.0 + 1.0 + 4.0) / 4)
     # Chosen here: fold 0 by fold 1's means (0, 2.5) takes column 1; fold 1 by fold 0's
     # means (1.5, 0.5) takes column 0, the same.
-    again = gain_over_chosen(own, options, options, folds, alpha=0.05, seed=1)
-    assert again == est
-    assert gain_over_chosen(own, options, options, folds, alpha=0.05, seed=2) != est
+    assert gain(seed=1) == est
+    assert gain(seed=2) != est
+    # Figures given together share the bootstrap's weights: each as when given alone.
+    both = gains_over_chosen({"gain": (own, options), "twice": (2 * own, 2 * options)},
+                             options, folds, alpha=0.05, seed=1)
+    assert both["gain"] == est
+    assert both["twice"].value == pytest.approx(2 * est.value)
+    assert both["twice"].se == pytest.approx(2 * est.se)
     with pytest.raises(ValueError, match="two folds"):
-        gain_over_chosen(own, options, options, np.zeros(4, dtype=int), alpha=0.05, seed=1)
+        gains_over_chosen({"gain": (own, options)}, options, np.zeros(4, dtype=int),
+                          alpha=0.05, seed=1)

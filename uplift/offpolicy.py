@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from .config import ArmConfig
 
 __all__ = ["ESTIMATORS", "Estimate", "PolicyEstimate", "PolicyRows", "evaluate_policy",
-           "gain_over_chosen", "policy_rows"]
+           "gains_over_chosen", "policy_rows"]
 
 ESTIMATORS: tuple[str, ...] = ("auto", "doubly robust", "hajek", "ipw", "direct")
 
@@ -400,13 +400,13 @@ def _number(x: Any, what: str) -> float:
 
 
 BOOTSTRAP_REPLICATES = 200
-"""Replicates of :func:`gain_over_chosen`'s bootstrap: its standard error within about 5 %."""
+"""Replicates of :func:`gains_over_chosen`'s bootstrap: its standard error within about 5 %."""
 
 
-def gain_over_chosen(own: np.ndarray, options: np.ndarray, score: np.ndarray,
-                     folds: np.ndarray, *, alpha: float, seed: int,
-                     picks: Sequence[int] | None = None,
-                     replicates: int = BOOTSTRAP_REPLICATES) -> Estimate:
+def gains_over_chosen(figures: Mapping[str, tuple[np.ndarray, np.ndarray]], score: np.ndarray,
+                      folds: np.ndarray, *, alpha: float, seed: int,
+                      picks: Sequence[int] | None = None,
+                      replicates: int = BOOTSTRAP_REPLICATES) -> dict[str, Estimate]:
     """What a policy earns over the alternative each fold would choose, choice included.
 
     Each fold's rows are compared with the alternative whose ``score`` is highest on
@@ -414,60 +414,77 @@ def gain_over_chosen(own: np.ndarray, options: np.ndarray, score: np.ndarray,
     it. That is not enough for the row-wise interval: whether the folds choose alike
     depends on every fold's outcomes, so the folds' errors are correlated (a fold whose
     rows flatter one alternative steers the others' choice to it) and the paired
-    interval is too narrow when the alternatives are close. The interval here is the
+    interval is too narrow when the alternatives are close. Each interval here is the
     point estimate plus or minus ``z`` standard errors of a Bayesian bootstrap
-    (exponential weights per row) that makes every fold's choice again in each
-    replicate.
+    (exponential weights per row, shared by the figures) that makes every fold's choice
+    again in each replicate.
 
     Args:
-        own: (n,) the policy's row values of the figure (see :class:`PolicyRows`).
-        options: (n, m) each alternative's row values of the same figure.
+        figures: Per figure, the policy's row values ``(n,)`` and each alternative's
+            ``(n, m)`` (see :class:`PolicyRows`).
         score: (n, m) each alternative's row values of what the choice maximises.
         folds: (n,) each row's fold, 0 to K - 1 with K >= 2.
-        alpha: The interval is at level ``1 - alpha``.
+        alpha: The intervals are at level ``1 - alpha``.
         seed: Seeds the bootstrap weights.
-        picks: Each fold's alternative (a column of ``options``), when the caller has
+        picks: Each fold's alternative (a column of the options), when the caller has
             chosen them already by the same rule; else chosen here.
         replicates: Bootstrap replicates.
+
+    Returns:
+        Per figure, the mean gain with its interval.
     """
-    own, options, score = (np.asarray(a, dtype=float) for a in (own, options, score))
+    score = np.asarray(score, dtype=float)
     folds = np.asarray(folds, dtype=np.intp)
+    n, m = score.shape
     n_folds = int(folds.max()) + 1 if folds.size else 0
     if n_folds < 2:
         raise ValueError("the choice needs at least two folds: each is compared with the "
                          "alternative chosen on the others")
+    names = list(figures)
+    # One matrix, rows in fold order: a weight, the score, then per figure own and options.
+    columns = [np.ones((n, 1)), score]
+    for name in names:
+        own, options = figures[name]
+        columns += [np.asarray(own, dtype=float).reshape(n, 1),
+                    np.asarray(options, dtype=float).reshape(n, m)]
     order = np.argsort(folds, kind="stable")
-    own, options, score = own[order], options[order], score[order]
+    table = np.hstack(columns)[order]
     bounds = np.concatenate([[0], np.cumsum(np.bincount(folds, minlength=n_folds))])
     parts = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def fold_sums(weights: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Per replicate and fold: total weight, and weighted sums of each input."""
-        return (np.stack([weights[:, p].sum(axis=1) for p in parts], axis=1),
-                np.stack([weights[:, p] @ own[p] for p in parts], axis=1),
-                np.stack([weights[:, p] @ options[p] for p in parts], axis=1),
-                np.stack([weights[:, p] @ score[p] for p in parts], axis=1))
-
     def gains(weights: np.ndarray, chosen: np.ndarray | None = None) -> np.ndarray:
-        total, own_sum, option_sum, score_sum = fold_sums(weights)
+        """(replicates, figures): each replicate's mean gain of each figure."""
+        sums = np.stack([weights[:, p] @ table[p] for p in parts], axis=1)  # (r, K, cols)
+        total = sums[..., 0]
         if chosen is None:  # (replicates, folds): the best on the other folds' rows
+            score_sum = sums[..., 1:1 + m]
             chosen = ((score_sum.sum(axis=1, keepdims=True) - score_sum) / (
                 total.sum(axis=1, keepdims=True) - total)[..., None]).argmax(axis=2)
-        taken = np.take_along_axis(option_sum, chosen[..., None], axis=2)[..., 0]
-        return (own_sum.sum(axis=1) - taken.sum(axis=1)) / total.sum(axis=1)
+        out = []
+        for f in range(len(names)):
+            at = 1 + m + f * (1 + m)
+            taken = np.take_along_axis(sums[..., at + 1:at + 1 + m], chosen[..., None],
+                                       axis=2)[..., 0]
+            out.append((sums[..., at] - taken).sum(axis=1) / total.sum(axis=1))
+        return np.stack(out, axis=1)
 
-    value = float(gains(np.ones((1, own.size)),
-                        None if picks is None else np.asarray([picks], dtype=np.intp))[0])
-    if not math.isfinite(value):
-        return Estimate(math.nan, math.nan, math.nan, math.nan)
+    values = gains(np.ones((1, n)),
+                   None if picks is None else np.asarray([picks], dtype=np.intp))[0]
     rng = np.random.default_rng(seed)
-    chunk = max(1, 4_000_000 // max(own.size, 1))  # bounds the weights' memory
+    chunk = max(1, 4_000_000 // max(n, 1))  # bounds the weights' memory
     draws = np.concatenate([
-        gains(rng.standard_exponential((min(chunk, replicates - start), own.size)))
+        gains(rng.standard_exponential((min(chunk, replicates - start), n)))
         for start in range(0, replicates, chunk)])
-    se = float(np.std(draws, ddof=1))
     z = float(norm.ppf(1.0 - alpha / 2.0))
-    return Estimate(value, value - z * se, value + z * se, se)
+    out = {}
+    for f, name in enumerate(names):
+        value = float(values[f])
+        if not math.isfinite(value):
+            out[name] = Estimate(math.nan, math.nan, math.nan, math.nan)
+            continue
+        se = float(np.std(draws[:, f], ddof=1))
+        out[name] = Estimate(value, value - z * se, value + z * se, se)
+    return out
 
 
 def _estimate(rows: np.ndarray, z: float) -> Estimate:

@@ -74,7 +74,7 @@ from .offpolicy import (
     Estimate,
     PolicyEstimate,
     PolicyRows,
-    gain_over_chosen,
+    gains_over_chosen,
     policy_rows,
 )
 from .policy import PolicyResult, budget_curve, build_policy, optimality_warning
@@ -146,7 +146,7 @@ class TrainingResult:
     own). Each fold's customers are set against the simple policy chosen on the other
     folds, so the simple side gains nothing from being picked on the rows that value it,
     and the interval comes from a bootstrap that makes those choices again (see
-    :func:`~uplift.offpolicy.gain_over_chosen`). Empty when the run recommends a policy
+    :func:`~uplift.offpolicy.gains_over_chosen`). Empty when the run recommends a policy
     that needs no model."""
     simple_groups: np.ndarray | None = None
     """Each evaluated row's group (``holdout_index`` order) under the simple policy its
@@ -603,21 +603,16 @@ def _versus(procedure: PolicyRows, own: PolicyRows, simple: list[PolicyRows],
     Each fold's rows are set against ``simple[picks[fold]]``, the simple policy best on
     the other folds' rows, paired row by row, with an interval that includes that
     choice (see
-    :func:`~uplift.offpolicy.gain_over_chosen`). Each figure comes from the rows
+    :func:`~uplift.offpolicy.gains_over_chosen`). Each figure comes from the rows
     :func:`_reported` takes it from: under ``net_value`` the net value from the
     selection procedure's and the churn reduction from the recommended policy's own;
     under ``churn_reduction`` both from the procedure's.
     """
-    score = np.column_stack([rows.values(objective) for rows in simple])
-
-    def gain(rows: PolicyRows, figure: str) -> Estimate:
-        options = np.column_stack([s.values(figure) for s in simple])
-        return gain_over_chosen(rows.values(figure), options, score, folds,
-                                alpha=procedure.alpha, seed=seed, picks=picks)
-
     churn = own if objective == "net_value" else procedure
-    return {"net_value": gain(procedure, "net_value"),
-            "churn_reduction": gain(churn, "churn_reduction")}
+    figures = {figure: (rows.values(figure), np.column_stack([s.values(figure) for s in simple]))
+               for figure, rows in (("net_value", procedure), ("churn_reduction", churn))}
+    return gains_over_chosen(figures, np.column_stack([s.values(objective) for s in simple]),
+                             folds, alpha=procedure.alpha, seed=seed, picks=picks)
 
 
 def _reported(procedure: PolicyEstimate, own: PolicyEstimate, objective: str
