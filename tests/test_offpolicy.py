@@ -414,7 +414,9 @@ def test_a_gain_over_a_chosen_alternative_covers_the_truth_choice_included() -> 
     assert np.mean(paired_covered) < 0.9
 
 
-def test_with_one_alternative_the_bootstrap_error_is_the_paired_one() -> None:
+@pytest.mark.parametrize("behind", [None, 40.0])
+def test_without_a_close_choice_the_bootstrap_error_is_the_paired_one(behind: float | None
+                                                                       ) -> None:
     from uplift.offpolicy import gains_over_chosen
 
     rng = np.random.default_rng(6)
@@ -423,8 +425,12 @@ def test_with_one_alternative_the_bootstrap_error_is_the_paired_one() -> None:
         folds = rng.integers(0, 3, 4000)
         own = rng.normal(1.0, 10.0, 4000)
         other = 0.3 * own + rng.normal(0.0, 30.0, 4000)
-        est = gains_over_chosen({"gain": (own, other[:, None])}, other[:, None], folds,
-                                alpha=0.05, seed=rep)["gain"]
+        options = other[:, None]
+        if behind is not None:  # two more alternatives, far behind: never chosen
+            options = np.column_stack([other, other - behind + rng.normal(0.0, 30.0, 4000),
+                                       other - behind])
+        est = gains_over_chosen({"gain": (own, options)}, options, folds, alpha=0.05,
+                                seed=rep)["gain"]
         rows = own - other
         se = rows.std(ddof=1) / math.sqrt(rows.size)  # nothing to choose: the closed form
         assert est.value == pytest.approx(rows.mean())
@@ -454,6 +460,12 @@ def test_a_gain_over_a_chosen_alternative_takes_given_picks_and_refuses_one_fold
     # means (1.5, 0.5) takes column 0, the same.
     assert gain(seed=1) == est
     assert gain(seed=2) != est
+    # Given picks are the ones used: both folds against column 0 (gains 4, 0 | 1, 4).
+    assert gain(seed=1, picks=[0, 0]).value == pytest.approx((4.0 + 0.0 + 1.0 + 4.0) / 4)
+    with pytest.raises(ValueError, match="each of the 2 folds"):
+        gain(seed=1, picks=[0])
+    with pytest.raises(ValueError, match="figure 'gain'"):
+        gains_over_chosen({"gain": (own[:3], options)}, options, folds, alpha=0.05, seed=1)
     # Figures given together share the bootstrap's weights: each as when given alone.
     both = gains_over_chosen({"gain": (own, options), "twice": (2 * own, 2 * options)},
                              options, folds, alpha=0.05, seed=1)

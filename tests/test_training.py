@@ -538,7 +538,7 @@ def test_the_recommended_policy_is_set_against_the_best_simple_one_on_the_same_r
     assert set(result.simple_groups) == {"webinar"}
     assert len(result.simple_groups) == len(result.holdout_index)
     # ... so each figure is the reported estimate's minus that policy's own on the same
-    # rows (differences of means are means of differences), with the paired interval.
+    # rows (differences of means are means of differences), inside its interval.
     simple = {c.learner: c for c in result.candidates}["everyone:webinar"].metrics
     reported = result.policy_estimate
     versus = result.versus_simple

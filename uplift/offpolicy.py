@@ -435,18 +435,26 @@ def gains_over_chosen(figures: Mapping[str, tuple[np.ndarray, np.ndarray]], scor
     """
     score = np.asarray(score, dtype=float)
     folds = np.asarray(folds, dtype=np.intp)
+    if score.ndim != 2 or folds.shape != (score.shape[0],):
+        raise ValueError(f"score must be (n, m) and folds (n,), got {score.shape} and "
+                         f"{folds.shape}")
     n, m = score.shape
     n_folds = int(folds.max()) + 1 if folds.size else 0
     if n_folds < 2:
         raise ValueError("the choice needs at least two folds: each is compared with the "
                          "alternative chosen on the others")
+    if picks is not None and (len(picks) != n_folds or not all(0 <= p < m for p in picks)):
+        raise ValueError(f"picks must give one of the {m} alternatives for each of the "
+                         f"{n_folds} folds, got {list(picks)}")
     names = list(figures)
     # One matrix, rows in fold order: a weight, the score, then per figure own and options.
     columns = [np.ones((n, 1)), score]
     for name in names:
-        own, options = figures[name]
-        columns += [np.asarray(own, dtype=float).reshape(n, 1),
-                    np.asarray(options, dtype=float).reshape(n, m)]
+        own, options = (np.asarray(a, dtype=float) for a in figures[name])
+        if own.shape != (n,) or options.shape != (n, m):
+            raise ValueError(f"figure {name!r}: own must be ({n},) and options ({n}, {m}), "
+                             f"got {own.shape} and {options.shape}")
+        columns += [own[:, None], options]
     order = np.argsort(folds, kind="stable")
     table = np.hstack(columns)[order]
     bounds = np.concatenate([[0], np.cumsum(np.bincount(folds, minlength=n_folds))])

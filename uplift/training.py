@@ -280,7 +280,8 @@ class TrainingResult:
         level = f"{100 * (1 - self.policy_estimate.alpha):g}%"
         part = "fold" if self.folds > 1 else "half of the held-out rows"
         return (f" Against the best of those, {self.simple_label} (each {part}'s customers "
-                f"against the one chosen without them, paired, selection included): {what} "
+                f"against the one chosen without them, paired; the interval includes those "
+                f"choices): {what} "
                 f"{with_interval(est.value, est.ci_low, est.ci_high, fmt)}{unit} ({level} CI).")
 
     def status(self, cand: CandidateResult) -> str:
