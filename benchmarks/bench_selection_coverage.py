@@ -10,7 +10,8 @@ simulator's true churn probabilities. For contrast it also checks the figure the
 was made on (``selection_estimate``), which the run does not report as its estimate.
 When a model's policy is recommended it also checks the comparison with the best policy
 that needs no model (``versus_simple``: the reported figure minus that policy's on the
-same customers) against the true difference of the two policies. The model's side of that
+same customers, its interval from a bootstrap that makes each fold's choice of simple
+policy again) against the true difference of the two policies. The model's side of that
 truth is the recommended policy's, as for the reported figure, which values every fold
 under it (a fold whose own choice was another policy is moved to it by the churn-risk
 model's predictions).
