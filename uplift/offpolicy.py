@@ -244,20 +244,6 @@ class PolicyRows:
                        - old.churn_no_offer,
                        cost=self.cost + new.cost - old.cost, net=self.net + new.net - old.net)
 
-    def gain_over(self, other: PolicyRows, objective: str) -> Estimate:
-        """What this policy earns over ``other`` on the same customers, with its interval.
-
-        The difference is taken row by row (each customer under both policies), so the
-        interval is the paired one: much narrower than the two intervals combined when
-        the policies agree on most customers. ``objective`` is ``net_value`` (per
-        customer) or ``churn_reduction``.
-        """
-        if len(other.net) != len(self.net):
-            raise ValueError(f"the two policies' rows differ in number ({len(self.net)} "
-                             f"and {len(other.net)}): compare them on the same customers")
-        z = float(norm.ppf(1.0 - self.alpha / 2.0))
-        return _estimate(self.values(objective) - other.values(objective), z)
-
     def estimate(self) -> PolicyEstimate:
         """The estimates with their normal-approximation intervals."""
         n, k = len(self.churn), len(self.groups)

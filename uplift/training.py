@@ -603,9 +603,8 @@ def _versus(procedure: PolicyRows, own: PolicyRows, simple: list[PolicyRows],
 
     Each fold's rows are set against ``simple[picks[fold]]``, the simple policy best on
     the other folds' rows, paired row by row, with an interval that includes that
-    choice (see
-    :func:`~uplift.offpolicy.gains_over_chosen`). Each figure comes from the rows
-    :func:`_reported` takes it from: under ``net_value`` the net value from the
+    choice (see :func:`~uplift.offpolicy.gains_over_chosen`). Each figure comes from the
+    rows :func:`_reported` takes it from: under ``net_value`` the net value from the
     selection procedure's and the churn reduction from the recommended policy's own;
     under ``churn_reduction`` both from the procedure's.
     """
