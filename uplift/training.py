@@ -554,13 +554,13 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     # the model's policy is: the best of several on the same rows would be optimistic.
     simple_picks = [judge.simplest(selection_fold != k)
                     for k in range(int(selection_fold.max()) + 1)]
-    simple_keys, simple_which = _by_fold(simple_picks, selection_fold)
-    simple_rows = PolicyRows.pick([judge.rows(p) for p in simple_keys], simple_which)
-    simple = max(simple_keys, key=simple_picks.count)
+    trivial_rows = [judge.rows(t) for t in judge.trivial]
+    simple_index = [judge.trivial.index(p) for p in simple_picks]
+    simple_rows = PolicyRows.pick(trivial_rows, np.asarray(simple_index)[selection_fold])
+    simple = max(dict.fromkeys(simple_picks), key=simple_picks.count)
     versus = {} if recommended in judge.trivial else _versus(
-        procedure, own_rows, [judge.rows(t) for t in judge.trivial],
-        [judge.trivial.index(p) for p in simple_picks], selection_fold, cfg.policy.objective,
-        seed_versus)
+        procedure, own_rows, trivial_rows, simple_index, selection_fold,
+        cfg.policy.objective, seed_versus)
     policy = judge.policy(chosen_key, exact=True)
     optimality_warning(policy.assignment, "the held-out policy")
     own = judge.rows(chosen_key).estimate()
