@@ -8,10 +8,11 @@ go to ``uplift run`` and the other 30 % to ``uplift export`` of the model it
 registered, exactly as a user drives the CLI. Every policy is then valued on the 30 %
 by inverse propensity weighting with the known propensity 1/3 (written out here, not
 the package's estimator): net value per customer relative to mailing nobody, with a
-95 % normal interval. Rows: the toolkit's export; raw causalml learners at library
-defaults (S, T, X, DR on LightGBM, the uplift random forest) deciding with the same
-rule (the e-mail with the highest predicted net value, none when none is positive);
-nobody; each e-mail for everyone.
+95 % normal interval, and the toolkit's value minus each other policy's on the same
+customers (paired, so the noise both share cancels). Rows: the toolkit's export; raw
+causalml learners at library defaults (S, T, X, DR on LightGBM, the uplift random
+forest) deciding with the same rule (the e-mail with the highest predicted net value,
+none when none is positive); nobody; each e-mail for everyone.
 
     python benchmarks/bench_hillstrom.py --data ../shared/data/hillstrom/marketing_data.csv.gz
 """
@@ -36,6 +37,7 @@ FEATURES = ["recency", "history_segment", "history", "mens", "womens", "zip_code
             "channel"]
 CATEGORICAL = ["history_segment", "zip_code", "channel"]
 COST, HORIZON, PROPENSITY = 0.25, 12.0, 1.0 / 3.0
+TOOLKIT = "toolkit (uplift run + export)"
 
 
 def load(path: Path) -> pd.DataFrame:
@@ -61,16 +63,25 @@ def config(path: Path, name: str, seed: int) -> dict:
     }
 
 
-def ipw_value(offer: np.ndarray, test: pd.DataFrame) -> tuple[float, float, float]:
-    """Net value per customer vs mailing nobody, by IPW with propensity 1/3, and its CI."""
+def ipw_rows(offer: np.ndarray, test: pd.DataFrame) -> np.ndarray:
+    """Each test customer's IPW term of the policy's net value vs mailing nobody."""
     arm, visit = test["arm"].to_numpy(), test["visit"].to_numpy(dtype=float)
     value = test["monthly_value"].to_numpy() * HORIZON
     mailed = offer != "control"
     kept_policy = (arm == offer) * visit / PROPENSITY
     kept_nobody = (arm == "control") * visit / PROPENSITY
-    rows = (kept_policy - kept_nobody) * value - COST * mailed
+    return (kept_policy - kept_nobody) * value - COST * mailed
+
+
+def mean_ci(rows: np.ndarray) -> tuple[float, float, float]:
+    """Mean of per-customer terms with its 95 % normal interval."""
     se = rows.std(ddof=1) / np.sqrt(len(rows))
     return float(rows.mean()), float(rows.mean() - 1.96 * se), float(rows.mean() + 1.96 * se)
+
+
+def ipw_value(offer: np.ndarray, test: pd.DataFrame) -> tuple[float, float, float]:
+    """Net value per customer vs mailing nobody, by IPW with propensity 1/3, and its CI."""
+    return mean_ci(ipw_rows(offer, test))
 
 
 def raw_offers(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict[str, np.ndarray]:
@@ -142,6 +153,7 @@ def main() -> None:
 
     data = load(opts.data)
     results: dict[str, list[tuple[float, float, float]]] = {}
+    versus: dict[str, list[tuple[float, float, float]]] = {}
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     uplift = [sys.executable, "-m", "uplift"]
     for seed in opts.seeds:
@@ -164,21 +176,32 @@ def main() -> None:
                            check=True, cwd=folder, env=env)
             seconds = time.perf_counter() - start
             recs = pd.read_csv(folder / "recs.csv").set_index("customer_id")
-        offers = {"toolkit (uplift run + export)":
-                  recs.loc[test["customer_id"], "offer"].to_numpy(object)}
+        offers = {TOOLKIT: recs.loc[test["customer_id"], "offer"].to_numpy(object)}
         offers.update(raw_offers(train, test, seed))
         offers["nobody"] = np.full(len(test), "control", dtype=object)
         for arm in ("mens_email", "womens_email"):
             offers[f"{arm} for everyone"] = np.full(len(test), arm, dtype=object)
+        toolkit = ipw_rows(offers[TOOLKIT], test)
         for method, offer in offers.items():
-            results.setdefault(method, []).append(ipw_value(offer, test))
+            rows = ipw_rows(offer, test)
+            results.setdefault(method, []).append(mean_ci(rows))
+            # Paired on the same customers: most of each policy's noise is shared.
+            versus.setdefault(method, []).append(mean_ci(toolkit - rows))
         print(f"seed {seed}: toolkit run + export {seconds:.0f} s; "
               + ", ".join(f"{m} {v[-1][0]:.2f}" for m, v in results.items()), flush=True)
 
     print(f"\nNet value per customer vs mailing nobody, IPW on the 30 % (propensity 1/3), "
           f"seeds {opts.seeds}: mean over seeds, and each seed's value [95% CI]")
-    print("| policy | mean | " + " | ".join(f"seed {s}" for s in opts.seeds) + " |")
-    print("| --- | ---: | " + " | ".join("---:" for _ in opts.seeds) + " |")
+    table(results, opts.seeds)
+    print(f"\nThe toolkit's net value minus each policy's, paired on the same 30 % "
+          f"(positive = the toolkit earns more), seeds {opts.seeds}")
+    table({m: v for m, v in versus.items() if m != TOOLKIT}, opts.seeds)
+
+
+def table(results: dict[str, list[tuple[float, float, float]]], seeds: list[int]) -> None:
+    """A Markdown table: per policy, the mean over seeds and each seed's value [95% CI]."""
+    print("| policy | mean | " + " | ".join(f"seed {s}" for s in seeds) + " |")
+    print("| --- | ---: | " + " | ".join("---:" for _ in seeds) + " |")
     for method, values in results.items():
         cells = " | ".join(f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in values)
         print(f"| {method} | {np.mean([v[0] for v in values]):.2f} | {cells} |")
