@@ -79,11 +79,6 @@ def mean_ci(rows: np.ndarray) -> tuple[float, float, float]:
     return float(rows.mean()), float(rows.mean() - 1.96 * se), float(rows.mean() + 1.96 * se)
 
 
-def ipw_value(offer: np.ndarray, test: pd.DataFrame) -> tuple[float, float, float]:
-    """Net value per customer vs mailing nobody, by IPW with propensity 1/3, and its CI."""
-    return mean_ci(ipw_rows(offer, test))
-
-
 def raw_offers(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict[str, np.ndarray]:
     """Each raw causalml learner's recommended e-mail per test customer."""
     from causalml.inference.meta import (
