@@ -41,8 +41,9 @@ after a package change only the toolkit rows need computing::
 
 Run from the checkout with ``PYTHONPATH=.`` so the package under test is this one.
 ``benchmarks/results/decision_quality.jsonl`` holds the last measurement kept with the
-code (every world and seed at 20,000 and 50,000 customers); pass it to ``--reuse`` and
-only what the code has changed since is measured again.
+code (every world, seed and size, toolkit rows included); pass it to ``--reuse`` and
+only what the code has changed since is measured again: with the package unchanged the
+whole table prints without fitting anything.
 Worlds and seeds run one after another; fits use the libraries' own threading.
 """
 
