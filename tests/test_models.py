@@ -8,6 +8,7 @@ import pytest
 from sklearn.base import clone
 
 from uplift.additive import AdditiveSClassifier
+from uplift.learners import make_learner
 from uplift.models import (
     ChurnRiskModel,
     EnsembleUpliftModel,
@@ -345,3 +346,51 @@ def test_pooled_s_learner_is_built_and_fitted_without_importing_causalml():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _levels_table(levels: int, n: int = 8000, seed: int = 3):
+    """A category whose levels set churn and, unrelated to it, whom the offer helps."""
+    from scipy.special import expit
+
+    rng = np.random.default_rng(seed)
+    level = rng.integers(0, levels, n)
+    base = rng.normal(-1.0, 0.6, levels)
+    effect = np.where(rng.random(levels) < 0.35, -1.2, 0.3)
+    other = rng.normal(size=n)
+    treatment = np.where(rng.random(n) < 0.5, "offer", "control").astype(object)
+    logit = base[level] + 0.3 * other + (treatment == "offer") * effect[level]
+    churned = (rng.random(n) < expit(logit)).astype(int)
+    return np.column_stack([level.astype(float), other]), treatment, churned, effect
+
+
+def _split_kinds(booster) -> set[tuple[int, str]]:
+    """(feature, decision type) of every split of a LightGBM booster."""
+    found: set[tuple[int, str]] = set()
+    stack = [tree["tree_structure"] for tree in booster.dump_model()["tree_info"]]
+    while stack:
+        node = stack.pop()
+        if "split_feature" in node:
+            found.add((node["split_feature"], node["decision_type"]))
+            stack += [node["left_child"], node["right_child"]]
+    return found
+
+
+@pytest.mark.parametrize(("levels", "native"), [(30, True), (4, False)])
+def test_s_learner_splits_many_level_categories_natively(levels, native):
+    X, treatment, churned, effect = _levels_table(levels)
+    fitted = make_learner("s", "lightgbm", 0, "control", categorical=[0]).fit(
+        X, treatment, churned)
+    kinds = _split_kinds(fitted.learner.booster_)
+    assert ((0, "==") in kinds) is native
+    assert ((0, "<=") in kinds) is not native
+    assert fitted.native_ == ([0] if native else [])
+    # Its predicted effect per level follows the true one (both in churn's sign).
+    grid = np.column_stack([np.arange(levels, dtype=float), np.zeros(levels)])
+    assert np.corrcoef(fitted.predict(grid)[:, 0], effect)[0, 1] > 0.8
+
+
+def test_s_learner_on_xgboost_keeps_category_codes():
+    X, treatment, churned, _ = _levels_table(30, n=3000)
+    fitted = make_learner("s", "xgboost", 0, "control", categorical=[0]).fit(
+        X, treatment, churned)
+    assert fitted.predict(X[:5]).shape == (5, 1)

@@ -44,6 +44,7 @@ LEARNER_LABELS = {"s": "S-learner", "gam": "additive S-learner", "t": "T-learner
                   "x": "X-learner", "r": "R-learner", "dr": "DR-learner",
                   "uplift_forest": "uplift forest", "uplift_tree": "uplift tree"}
 PROPENSITY_LEARNERS = frozenset({"x", "r", "dr"})
+MANY_LEVELS = 10  # category columns with this many levels split natively in the S-learner
 
 # Outcome models: churn probability. Effect models: regressions on imputed effects.
 # Every tree may split on the treatment column (colsample 1), and small leaves-per-tree
@@ -188,11 +189,20 @@ class PooledSClassifier:
 
     The effect of an offer is P(churn | offer) - P(churn | control) predicted by the
     same model, causalml's sign; ``t_groups`` lists the offers in output order.
+
+    Category columns with at least ``MANY_LEVELS`` levels are LightGBM categorical
+    features. Their codes are ordered by churn rate, which serves a few levels well but
+    scatters, across a 30-level column, the levels an offer works on alike; LightGBM's
+    own categorical splits group levels by what they do at each node. On the
+    decision-quality suite's 30-level world this lifts the S-learner alone from 67 % to
+    85 % of the oracle at 20,000 customers; on columns of a few levels it loses (whales,
+    several thin 3- and 4-level columns, by 2.5 points), so they stay codes.
     """
 
-    def __init__(self, learner: Any, control_name: str):
+    def __init__(self, learner: Any, control_name: str, categorical: Sequence[int] = ()):
         self.learner = learner
         self.control_name = control_name
+        self.categorical = categorical
 
     def fit(self, X: Any, treatment: Any, y: Any) -> PooledSClassifier:
         """Fit the classifier on the features plus the group indicators."""
@@ -200,7 +210,14 @@ class PooledSClassifier:
         self.t_groups = np.array(sorted({str(t) for t in treatment} - {self.control_name}),
                                  dtype=object)
         self.groups_ = [self.control_name, *self.t_groups]
-        self.learner.fit(with_group_flags(X, treatment, self.groups_), np.asarray(y))
+        matrix = np.asarray(X, dtype=float)
+        self.native_ = [j for j in self.categorical
+                        if np.unique(matrix[~np.isnan(matrix[:, j]), j]).size >= MANY_LEVELS]
+        kwargs = {}
+        if self.native_ and type(self.learner).__module__.startswith("lightgbm"):
+            kwargs["categorical_feature"] = list(self.native_)
+        self.learner.fit(with_group_flags(matrix, treatment, self.groups_), np.asarray(y),
+                         **kwargs)
         return self
 
     def predict(self, X: Any, verbose: bool = False) -> Any:
@@ -234,7 +251,8 @@ def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
         params: Overrides of the learner's (or, for meta-learners, the outcome
             model's) settings.
         categorical: Indices of the columns holding category codes (for ``gam``,
-            which gives each level its own term).
+            which gives each level its own term, and ``s``, which splits columns of
+            many levels natively).
     """
     params = dict(params or {})
     if name == "gam":
@@ -251,7 +269,8 @@ def make_learner(name: LearnerName, base: BaseName, seed: int, control: str,
 
     outcome = base_classifier(base, seed, n_jobs, **params)
     if name == "s":  # our own pooled model: causalml is not needed to build or fit it
-        return PooledSClassifier(learner=outcome, control_name=control)
+        return PooledSClassifier(learner=outcome, control_name=control,
+                                 categorical=tuple(categorical))
     from causalml.inference.meta import (
         BaseDRLearner,
         BaseRClassifier,
