@@ -29,8 +29,9 @@ never more than 0.5 below it nor below the best trivial policy on any world and 
 and closing at least half the gap from the best raw learner to the ceiling.
 
 Every row goes to ``--out`` (JSON lines). ``--reuse FILE`` skips rows already measured
-for the same world, size, seed, fresh-base size and code version (the package's source
-for toolkit rows; the worlds, this suite's code and the libraries for the others), so
+for the same world, size, seed, fresh-base size and code version (for toolkit rows the
+source of the package modules between the data and the decision, not the CLI, report or
+MLflow logging; the worlds, this suite's code and the libraries for the others), so
 after a package change only the toolkit rows need computing::
 
     python benchmarks/bench_decision_quality.py --out results.jsonl            # all
@@ -50,6 +51,7 @@ Worlds and seeds run one after another; fits use the libraries' own threading.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import inspect
 import json
@@ -293,11 +295,60 @@ def _digest(*parts: str) -> str:
     return h.hexdigest()[:12]
 
 
+# The package modules this suite calls; the digest follows their imports from here.
+ENTRY_MODULES = ("uplift", "uplift.config", "uplift.data", "uplift.policy", "uplift.training")
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    """The source file of the package module ``name`` (``uplift.x.y``), if there is one."""
+    parts = name.split(".")[1:]
+    candidates = [root.joinpath(*parts, "__init__.py")]
+    if parts:
+        candidates.append(root.joinpath(*parts[:-1], parts[-1] + ".py"))
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def _package_imports(root: Path, name: str, path: Path) -> set[str]:
+    """Package modules that ``path`` imports anywhere in its body (functions included)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "uplift")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            elif (node.module or "").split(".")[0] == "uplift":
+                module = node.module
+            else:
+                continue
+            found.add(module)
+            # ``from . import x`` and ``from .pkg import mod`` name modules too
+            found.update(f"{module}.{a.name}" for a in node.names)
+    return {m for m in found if _module_file(root, m) is not None}
+
+
 def package_digest() -> str:
-    """Hash of the package under test's source (the checkout on the path)."""
+    """Hash of the package source the toolkit rows run (the checkout on the path).
+
+    That is every module reachable by import statements (at module level or inside a
+    function) from the ones this suite calls: an edit to the command line, the report
+    or the MLflow logging leaves the stored rows valid, any edit on the path from the
+    data to the decision does not. The package's lazy attribute exports are not
+    followed; this suite imports what it uses by module.
+    """
     root = Path(uplift.__file__).resolve().parent
-    files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
-    return _digest(*(f"{p.relative_to(root)}\n{p.read_text()}" for p in files))
+    seen: dict[str, Path] = {}
+    todo = list(ENTRY_MODULES)
+    while todo:
+        name = todo.pop()
+        path = _module_file(root, name)
+        if name in seen or path is None:
+            continue
+        seen[name] = path
+        todo.extend(_package_imports(root, name, path) - set(seen))
+    return _digest(*(f"{seen[m].relative_to(root)}\n{seen[m].read_text()}" for m in sorted(seen)))
 
 
 def world_source(world: World) -> str:
@@ -315,7 +366,8 @@ def versions() -> dict[str, dict[str, str]]:
     """Code version per world and group of rows.
 
     A world's rows depend on its own code (editing one world keeps the others' rows),
-    the judge and the libraries; toolkit rows also on the package's source.
+    the judge and the libraries; toolkit rows also on the package's decision code
+    (:func:`package_digest`).
     """
     libs = ",".join(f"{d}={dist_version(d)}" for d in
                     ("causalml", "lightgbm", "scikit-learn", "numpy", "scipy", "pandas"))
