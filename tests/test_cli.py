@@ -384,6 +384,29 @@ def test_validate_clean(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.stderr == ""
 
 
+def test_validate_names_the_features_it_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    table = make_table(400)
+    extra = [f"score_{i:02d}" for i in range(12)]
+    table = table.assign(**{name: np.arange(len(table)) % (i + 2) for i, name in enumerate(extra)})
+    table.to_csv("customers.csv", index=False)
+    Path("config.yaml").write_text(yaml.safe_dump(base_config()))
+    auto = CliRunner().invoke(cli, ["validate", "config.yaml"])
+    assert auto.exit_code == 0, auto.output
+    # 4 columns of the table plus 12 more: the first 12 by name, then a count.
+    assert "; 16 features (auto: tenure_months, plan, nps, monthly_revenue, score_00" in auto.stdout
+    assert "score_07 and 4 more)" in auto.stdout
+    assert "score_08" not in auto.stdout
+
+    listed = set_key(base_config(), "data.features", ["tenure_months", "plan"])
+    Path("config.yaml").write_text(yaml.safe_dump(listed))
+    chosen = CliRunner().invoke(cli, ["validate", "config.yaml"])
+    assert chosen.exit_code == 0, chosen.output
+    assert chosen.stdout.rstrip().endswith("; 2 features")
+
+
 def test_verbose_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with_config(("policy.budgt", 5))(tmp_path)

@@ -228,6 +228,8 @@ def simulate(customers: int, seed: int, out: str, truth: str | None, period: str
 
 # --------------------------------------------------------------------------- validate
 
+AUTO_SHOWN = 12  # feature names ``validate`` prints when data.features is auto
+
 
 @cli.command()
 @CONFIG_ARG
@@ -257,8 +259,14 @@ def validate(config: str) -> None:
         click.echo(f"Warning: {dataset.source}: {note}", err=True)
     counts = dataset.group_counts()
     groups = ", ".join(f"{g} {n:,}" for g, n in counts.items())
-    _say(f"OK: {config}: {dataset.n_rows:,} customers ({groups}); "
-         f"{len(dataset.features)} features")
+    features = f"{len(dataset.features)} features"
+    if cfg.data.features == "auto":
+        # Chosen for the analyst, so named: a column the offer could change (measured
+        # after the test began) must come out of data.features before any model sees it.
+        shown = ", ".join(dataset.features[:AUTO_SHOWN])
+        more = len(dataset.features) - AUTO_SHOWN
+        features += f" (auto: {shown}" + (f" and {more} more" if more > 0 else "") + ")"
+    _say(f"OK: {config}: {dataset.n_rows:,} customers ({groups}); {features}")
 
 
 # --------------------------------------------------------------------------- analyze
