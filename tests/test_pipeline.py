@@ -386,3 +386,37 @@ def test_the_outcome_lines_set_the_policy_against_the_best_simple_one_when_compa
                         "same customers: reduction +3.85 pp [+2.93 pp, +4.77 pp], net value "
                         "-0.50 [-2.03, +1.01] per customer")
     assert outcome_lines({**metrics, **versus}, "baseline.churn_rate") == plain  # no label
+
+
+def test_the_outcome_lines_caution_when_the_policy_is_estimated_below_offering_nobody() -> None:
+    from uplift.pipeline import outcome_lines
+
+    metrics = {"policy_churn_rate": 0.8111, "policy_churn_reduction": -0.0011,
+               "policy_churn_reduction_ci_low": -0.0026, "policy_churn_reduction_ci_high": 0.0004,
+               "policy_net_value_per_customer": 2.5,
+               "policy_net_value_per_customer_ci_low": -1.0,
+               "policy_net_value_per_customer_ci_high": 6.0}
+    churn = outcome_lines(metrics, "", objective="churn_reduction")
+    assert churn[1] == ("Caution: the recommended policy's estimated churn reduction (-0.11 pp) "
+                        "is below offering nobody anything; with policy.require_ci_above_zero: "
+                        "true the run recommends nobody unless the estimate's interval lies "
+                        "above zero")
+    assert len(churn) == 3
+    # The net value is above zero: no caution under that objective, nor without one.
+    assert len(outcome_lines(metrics, "", objective="net_value")) == 2
+    assert len(outcome_lines(metrics, "")) == 2
+    losing = {**metrics, "policy_net_value_per_customer": -8.46}
+    assert "estimated net value (-8.46) is below" in outcome_lines(
+        losing, "", objective="net_value")[1]
+    nobody = {**losing, "policy_churn_reduction": 0.0, "policy_net_value_per_customer": 0.0}
+    assert len(outcome_lines(nobody, "", objective="net_value")) == 2
+
+    from uplift.pipeline import RunResult
+
+    result = RunResult(run_id="r", experiment_id="1", tracking_uri="sqlite:///x.db",
+                       period="2026-10", selected_learner="s", model_name="m",
+                       model_version="1", report_path=Path("report.html"), baseline_source="",
+                       metrics={**losing, "n_customers": 1000, "churn_rate_observed": 0.3},
+                       objective="net_value")
+    assert any(line.startswith("Caution: the recommended policy's estimated net value (-8.46)")
+               for line in result.summary_lines())

@@ -62,6 +62,8 @@ class RunResult:
     """The selected learner for people, e.g. ``ensemble (s + gam)`` or ``S-learner (s)``."""
     simple_label: str = ""
     """The best policy that needs no model, when the recommended one is a model's."""
+    objective: str = ""
+    """The config's ``policy.objective``: the figure a caution line is about."""
 
     def to_frame(self) -> pd.DataFrame:
         """The logged metrics as a two-column table."""
@@ -79,7 +81,8 @@ class RunResult:
                  f"version {self.model_version} as 'candidate'",
                  *([f"Recommended policy: {self.recommended} ({self.why_recommended}; the "
                     "export applies it)"] if self.recommended else []),
-                 *outcome_lines(self.metrics, self.baseline_source, self.simple_label),
+                 *outcome_lines(self.metrics, self.baseline_source, self.simple_label,
+                                self.objective),
                  f"Report: {self.report_path}"]
         t = self.seconds
         if {"total", "fits", "report", "tracking", "register"} <= set(t):
@@ -95,12 +98,14 @@ def _learner_label(display_name: str, learner: str) -> str:
 
 
 def outcome_lines(metrics: dict[str, float], baseline_source: str,
-                  simple_label: str = "") -> list[str]:
+                  simple_label: str = "", objective: str = "") -> list[str]:
     """The policy's held-out estimate and the baseline comparison, one line each.
 
     When the metrics compare the recommended policy with the best one that needs no
-    model (``simple_label``), that comparison follows the estimate, on its line. The
-    run's summary and its description in MLflow say them this way.
+    model (``simple_label``), that comparison follows the estimate, on its line. Given
+    the ``objective``, a caution follows when the policy's estimate of it is below zero,
+    that is below offering nobody anything. The run's summary and its description in
+    MLflow say them this way.
     """
     m = metrics
     policy = (f"Recommended policy (held-out estimate): churn {pct(m['policy_churn_rate'])}, "
@@ -117,7 +122,25 @@ def outcome_lines(metrics: dict[str, float], baseline_source: str,
     else:
         baseline = ("Baseline churn: unknown (no run for the baseline period and no "
                     "baseline.churn_rate)")
-    return [policy, *versus, baseline]
+    return [policy, *versus, *_caution(metrics, objective), baseline]
+
+
+def _caution(metrics: dict[str, float], objective: str) -> list[str]:
+    """A line when the recommended policy is estimated to do worse than offering nobody.
+
+    The run keeps a model's policy unless a policy that needs no model beats it
+    clearly, so a policy estimated below zero can be recommended; the analyst should
+    know, and know the setting that declines such a policy.
+    """
+    name, unit, what = (("policy_net_value_per_customer", money, "net value")
+                        if objective == "net_value" else
+                        ("policy_churn_reduction", pp, "churn reduction")
+                        if objective == "churn_reduction" else (None, None, None))
+    if name is None or not metrics.get(name, math.nan) < 0:
+        return []
+    return [f"Caution: the recommended policy's estimated {what} ({unit(metrics[name])}) is "
+            "below offering nobody anything; with policy.require_ci_above_zero: true the run "
+            "recommends nobody unless the estimate's interval lies above zero"]
 
 
 def prepare_run(config_path: str | Path, period: str | None = None
@@ -263,6 +286,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
         report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
         "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
+        objective=cfg.policy.objective,
     )
 
 
@@ -301,7 +325,8 @@ def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> 
 def _description(cfg: ExperimentConfig, training: TrainingResult, metrics: dict[str, float],
                  baseline_source: str, experiment_id: str, run_id: str) -> str:
     """The run's description in MLflow: the config's, then what the run found."""
-    lines = outcome_lines(metrics, baseline_source, training.simple_label)
+    lines = outcome_lines(metrics, baseline_source, training.simple_label,
+                          cfg.policy.objective)
     link = f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/report/report.html"
     parts = [cfg.description or "",
              f"**{training.chosen.display_name}** selected{_recommends(training)}. "
