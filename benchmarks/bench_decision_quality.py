@@ -317,8 +317,9 @@ def _package_imports(root: Path, name: str, path: Path) -> set[str]:
             found.update(a.name for a in node.names if a.name.split(".")[0] == "uplift")
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
-                module = ".".join([*base, *([node.module] if node.module else [])])
+                parts = package.split(".")
+                module = ".".join([*parts[:len(parts) - node.level + 1],
+                                   *([node.module] if node.module else [])])
             elif (node.module or "").split(".")[0] == "uplift":
                 module = node.module
             else:

@@ -125,6 +125,11 @@ def outcome_lines(metrics: dict[str, float], baseline_source: str,
     return [policy, *versus, *_caution(metrics, objective), baseline]
 
 
+# Per policy.objective: the metric of the policy's estimate, its format and its name.
+_OBJECTIVE_FIGURES = {"net_value": ("policy_net_value_per_customer", money, "net value"),
+                      "churn_reduction": ("policy_churn_reduction", pp, "churn reduction")}
+
+
 def _caution(metrics: dict[str, float], objective: str) -> list[str]:
     """A line when the recommended policy is estimated to do worse than offering nobody.
 
@@ -132,11 +137,10 @@ def _caution(metrics: dict[str, float], objective: str) -> list[str]:
     clearly, so a policy estimated below zero can be recommended; the analyst should
     know, and know the setting that declines such a policy.
     """
-    name, unit, what = (("policy_net_value_per_customer", money, "net value")
-                        if objective == "net_value" else
-                        ("policy_churn_reduction", pp, "churn reduction")
-                        if objective == "churn_reduction" else (None, None, None))
-    if name is None or not metrics.get(name, math.nan) < 0:
+    if objective not in _OBJECTIVE_FIGURES:
+        return []
+    name, unit, what = _OBJECTIVE_FIGURES[objective]
+    if not metrics.get(name, math.nan) < 0:
         return []
     return [f"Caution: the recommended policy's estimated {what} ({unit(metrics[name])}) is "
             "below offering nobody anything; with policy.require_ci_above_zero: true the run "
