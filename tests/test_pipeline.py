@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import base_config, small_params
+from conftest import SimulatedRun, base_config, small_params
 from mlflow import MlflowClient
 
 from uplift.cli import cli
@@ -388,35 +388,50 @@ def test_the_outcome_lines_set_the_policy_against_the_best_simple_one_when_compa
     assert outcome_lines({**metrics, **versus}, "baseline.churn_rate") == plain  # no label
 
 
-def test_the_outcome_lines_caution_when_the_policy_is_estimated_below_offering_nobody() -> None:
-    from uplift.pipeline import outcome_lines
+def test_a_policy_estimated_below_offering_nobody_gets_a_caution_wherever_it_is_reported(
+        simulated_run: SimulatedRun) -> None:
+    from dataclasses import replace
 
-    metrics = {"policy_churn_rate": 0.8111, "policy_churn_reduction": -0.0011,
-               "policy_churn_reduction_ci_low": -0.0026, "policy_churn_reduction_ci_high": 0.0004,
-               "policy_net_value_per_customer": 2.5,
-               "policy_net_value_per_customer_ci_low": -1.0,
-               "policy_net_value_per_customer_ci_high": 6.0}
-    churn = outcome_lines(metrics, "", objective="churn_reduction")
-    assert churn[1] == ("Caution: the recommended policy's estimated churn reduction (-0.11 pp) "
-                        "is below offering nobody anything; with policy.require_ci_above_zero: "
-                        "true the run recommends nobody unless the estimate's interval lies "
-                        "above zero")
-    assert len(churn) == 3
-    # The net value is above zero: no caution under that objective, nor without one.
-    assert len(outcome_lines(metrics, "", objective="net_value")) == 2
+    from uplift.offpolicy import Estimate
+    from uplift.pipeline import RunResult, outcome_lines
+    from uplift.report import _policy_section
+
+    training = simulated_run.training
+    est = training.policy_estimate
+    losing = replace(training, objective="net_value", policy_estimate=replace(
+        est, net_value_per_customer=Estimate(-8.46, -36.37, 19.44, 14.2),
+        churn_reduction=Estimate(0.012, 0.004, 0.020, 0.004)))
+    assert losing.caution == (
+        "Caution: the recommended policy's estimated net value (-8.46) is below offering "
+        "nobody anything; with policy.require_ci_above_zero: true the run recommends nobody "
+        "unless the estimate's interval lies above zero")
+    # Only the objective's own figure counts: the churn reduction above is positive.
+    assert replace(losing, objective="churn_reduction").caution == ""
+    churn = replace(losing, objective="churn_reduction", policy_estimate=replace(
+        losing.policy_estimate, churn_reduction=Estimate(-0.0011, -0.0026, 0.0004, 0.0008)))
+    assert churn.caution.startswith(
+        "Caution: the recommended policy's estimated churn reduction (-0.11 pp) is below")
+    for zero in (0.0, 0.5):  # nobody's estimate is exactly zero; no caution at or above it
+        assert replace(losing, policy_estimate=replace(
+            est, net_value_per_customer=Estimate(zero, -1.0, 1.0, 0.5))).caution == ""
+
+    metrics = {**losing.policy_estimate.metrics(), "n_customers": 1000,
+               "churn_rate_observed": 0.3}
+    lines = outcome_lines(metrics, "", caution=losing.caution)
+    assert lines[1] == losing.caution  # before the baseline line
+    assert len(lines) == 3
     assert len(outcome_lines(metrics, "")) == 2
-    losing = {**metrics, "policy_net_value_per_customer": -8.46}
-    assert "estimated net value (-8.46) is below" in outcome_lines(
-        losing, "", objective="net_value")[1]
-    nobody = {**losing, "policy_churn_reduction": 0.0, "policy_net_value_per_customer": 0.0}
-    assert len(outcome_lines(nobody, "", objective="net_value")) == 2
-
-    from uplift.pipeline import RunResult
-
     result = RunResult(run_id="r", experiment_id="1", tracking_uri="sqlite:///x.db",
                        period="2026-10", selected_learner="s", model_name="m",
                        model_version="1", report_path=Path("report.html"), baseline_source="",
-                       metrics={**losing, "n_customers": 1000, "churn_rate_observed": 0.3},
-                       objective="net_value")
-    assert any(line.startswith("Caution: the recommended policy's estimated net value (-8.46)")
-               for line in result.summary_lines())
+                       metrics=metrics, caution=losing.caution)
+    assert losing.caution in result.summary_lines()
+    def texts(result: object) -> list[str]:
+        return [getattr(block, "text", "") for block in _policy_section(result).blocks]
+
+    assert losing.caution + "." in texts(losing)
+    winning = replace(losing, policy_estimate=replace(
+        est, net_value_per_customer=Estimate(0.5, -1.0, 2.0, 0.7)))
+    assert not any(t.startswith("Caution") for t in texts(winning))
+
+

@@ -62,8 +62,8 @@ class RunResult:
     """The selected learner for people, e.g. ``ensemble (s + gam)`` or ``S-learner (s)``."""
     simple_label: str = ""
     """The best policy that needs no model, when the recommended one is a model's."""
-    objective: str = ""
-    """The config's ``policy.objective``: the figure a caution line is about."""
+    caution: str = ""
+    """A warning when the recommended policy is estimated below offering nobody."""
 
     def to_frame(self) -> pd.DataFrame:
         """The logged metrics as a two-column table."""
@@ -82,7 +82,7 @@ class RunResult:
                  *([f"Recommended policy: {self.recommended} ({self.why_recommended}; the "
                     "export applies it)"] if self.recommended else []),
                  *outcome_lines(self.metrics, self.baseline_source, self.simple_label,
-                                self.objective),
+                                self.caution),
                  f"Report: {self.report_path}"]
         t = self.seconds
         if {"total", "fits", "report", "tracking", "register"} <= set(t):
@@ -98,14 +98,13 @@ def _learner_label(display_name: str, learner: str) -> str:
 
 
 def outcome_lines(metrics: dict[str, float], baseline_source: str,
-                  simple_label: str = "", objective: str = "") -> list[str]:
+                  simple_label: str = "", caution: str = "") -> list[str]:
     """The policy's held-out estimate and the baseline comparison, one line each.
 
     When the metrics compare the recommended policy with the best one that needs no
-    model (``simple_label``), that comparison follows the estimate, on its line. Given
-    the ``objective``, a caution follows when the policy's estimate of it is below zero,
-    that is below offering nobody anything. The run's summary and its description in
-    MLflow say them this way.
+    model (``simple_label``), that comparison follows the estimate, on its line, and a
+    ``caution`` (:attr:`TrainingResult.caution`) after it. The run's summary and its
+    description in MLflow say them this way.
     """
     m = metrics
     policy = (f"Recommended policy (held-out estimate): churn {pct(m['policy_churn_rate'])}, "
@@ -122,29 +121,7 @@ def outcome_lines(metrics: dict[str, float], baseline_source: str,
     else:
         baseline = ("Baseline churn: unknown (no run for the baseline period and no "
                     "baseline.churn_rate)")
-    return [policy, *versus, *_caution(metrics, objective), baseline]
-
-
-# Per policy.objective: the metric of the policy's estimate, its format and its name.
-_OBJECTIVE_FIGURES = {"net_value": ("policy_net_value_per_customer", money, "net value"),
-                      "churn_reduction": ("policy_churn_reduction", pp, "churn reduction")}
-
-
-def _caution(metrics: dict[str, float], objective: str) -> list[str]:
-    """A line when the recommended policy is estimated to do worse than offering nobody.
-
-    The run keeps a model's policy unless a policy that needs no model beats it
-    clearly, so a policy estimated below zero can be recommended; the analyst should
-    know, and know the setting that declines such a policy.
-    """
-    if objective not in _OBJECTIVE_FIGURES:
-        return []
-    name, unit, what = _OBJECTIVE_FIGURES[objective]
-    if not metrics.get(name, math.nan) < 0:
-        return []
-    return [f"Caution: the recommended policy's estimated {what} ({unit(metrics[name])}) is "
-            "below offering nobody anything; with policy.require_ci_above_zero: true the run "
-            "recommends nobody unless the estimate's interval lies above zero"]
+    return [policy, *versus, *([caution] if caution else []), baseline]
 
 
 def prepare_run(config_path: str | Path, period: str | None = None
@@ -290,7 +267,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
         report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
         "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
-        objective=cfg.policy.objective,
+        caution=training.caution,
     )
 
 
@@ -329,8 +306,7 @@ def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> 
 def _description(cfg: ExperimentConfig, training: TrainingResult, metrics: dict[str, float],
                  baseline_source: str, experiment_id: str, run_id: str) -> str:
     """The run's description in MLflow: the config's, then what the run found."""
-    lines = outcome_lines(metrics, baseline_source, training.simple_label,
-                          cfg.policy.objective)
+    lines = outcome_lines(metrics, baseline_source, training.simple_label, training.caution)
     link = f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/report/report.html"
     parts = [cfg.description or "",
              f"**{training.chosen.display_name}** selected{_recommends(training)}. "

@@ -173,6 +173,7 @@ def _policy_section(training: TrainingResult) -> _Section:
                   "model's predictions of the two offers, so the estimate and its shares "
                   "describe the policy the export applies. Churn reduction and net value "
                   "are relative to giving nobody an offer."),
+        *([Paragraph(training.caution + ".", "warn")] if training.caution else []),
         est.table(),
         Paragraph("The recommended offers of the out-of-fold policy (the candidates' "
                   "predictions for customers their models never saw) on the held-out rows"

@@ -312,6 +312,23 @@ class TrainingResult:
                 "parent run reports the estimate that includes the selection.")
 
     @property
+    def caution(self) -> str:
+        """A warning when the recommended policy is estimated below offering nobody ("" if not).
+
+        The run keeps a model's policy unless a policy that needs no model beats it
+        clearly, so a policy estimated below zero can be recommended; the analyst should
+        know, and know the setting that declines such a policy.
+        """
+        what, fmt = ("net value", money) if self.objective == "net_value" else (
+            "churn reduction", pp)
+        figure = _objective_figure(self.policy_estimate, self.objective).value
+        if not figure < 0:
+            return ""
+        return (f"Caution: the recommended policy's estimated {what} ({fmt(figure)}) is below "
+                "offering nobody anything; with policy.require_ci_above_zero: true the run "
+                "recommends nobody unless the estimate's interval lies above zero")
+
+    @property
     def declined_text(self) -> str:
         """The declined policy's honest estimate of the objective with its CI, for people."""
         est = self.declined_estimate
