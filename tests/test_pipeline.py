@@ -187,6 +187,40 @@ def test_bad_config_creates_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not (tmp_path / "mlruns").exists()
 
 
+def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = write_config(tmp_path)
+    mapping = yaml.safe_load(path.read_text())
+    del mapping["data"]["value"]
+    path.write_text(yaml.safe_dump(mapping))
+    need_value = ("Error: config.yaml: data.value: a value column (monthly revenue) is needed "
+                  "for policy.objective net_value; name it, or use policy.objective "
+                  "churn_reduction")
+    result = CliRunner().invoke(cli, ["validate", "config.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        need_value,
+        "Error: config.yaml: arms[0].cost.revenue_share: 'discount_20' costs a share of "
+        "monthly revenue, which needs data.value (the revenue column); without it the "
+        "offer would look free"]
+    result = CliRunner().invoke(cli, ["run", "config.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"{need_value} (and 1 more; run uplift validate)"]
+    assert not (tmp_path / "mlruns").exists()
+    # Maximising churn reduction needs no value, but a discount's cost still does.
+    mapping["policy"] = {"objective": "churn_reduction"}
+    path.write_text(yaml.safe_dump(mapping))
+    result = CliRunner().invoke(cli, ["validate", "config.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: config.yaml: arms[0].cost.revenue_share:")
+    mapping["arms"][0]["cost"] = {"fixed": 3.0}
+    path.write_text(yaml.safe_dump(mapping))
+    result = CliRunner().invoke(cli, ["validate", "config.yaml"])
+    assert result.exit_code == 0, result.output
+
+
 def run_status(tmp_path: Path) -> tuple[list[str], list]:
     client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("pipeline-test")

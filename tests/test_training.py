@@ -15,7 +15,7 @@ from conftest import SimulatedRun, simulated_config, small_params
 from uplift.cli import cli
 from uplift.config import load_config
 from uplift.data import load_dataset
-from uplift.errors import ConfigError, InputError
+from uplift.errors import InputError
 from uplift.evaluation import CandidateResult
 from uplift.models import LearnerError, TrainingDataError, UpliftModel
 from uplift.simulate import simulate_customers
@@ -280,14 +280,6 @@ def test_every_learner_failing_is_an_error(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(UpliftModel, "fit", fit)
     with pytest.raises(LearnerError, match=r"every candidate learner failed \(s: .*; t: "):
-        train_models(load_dataset(cfg), cfg)
-
-
-def test_net_value_needs_a_value_column(tmp_path: Path) -> None:
-    mapping = simulated_config()
-    mapping["data"]["value"] = None
-    cfg = load_config(config(tmp_path, mapping))
-    with pytest.raises(ConfigError, match=r"data.value: a value column"):
         train_models(load_dataset(cfg), cfg)
 
 
