@@ -427,7 +427,7 @@ def test_a_policy_estimated_below_offering_nobody_gets_a_caution_wherever_it_is_
     from dataclasses import replace
 
     from uplift.offpolicy import Estimate
-    from uplift.pipeline import RunResult, outcome_lines
+    from uplift.pipeline import RunResult, _version_description, outcome_lines
     from uplift.report import _policy_section
 
     training = simulated_run.training
@@ -460,6 +460,11 @@ def test_a_policy_estimated_below_offering_nobody_gets_a_caution_wherever_it_is_
                        model_version="1", report_path=Path("report.html"), baseline_source="",
                        metrics=metrics, caution=losing.caution)
     assert losing.caution in result.summary_lines()
+    # Where the version to promote is picked: the model version's description.
+    version = _version_description(simulated_run.cfg, losing, metrics, simulated_run.dataset)
+    assert f" per customer. {losing.caution}. Trained on " in version
+    assert "Caution" not in _version_description(simulated_run.cfg, replace(
+        losing, objective="churn_reduction"), metrics, simulated_run.dataset)
     def texts(result: object) -> list[str]:
         return [getattr(block, "text", "") for block in _policy_section(result).blocks]
 

@@ -326,9 +326,10 @@ def _version_description(cfg: ExperimentConfig, training: TrainingResult,
                          metrics: dict[str, float], dataset: Dataset) -> str:
     """A model version's description: where it comes from and what its policy achieved."""
     policy = outcome_lines(metrics, "")[0]
+    caution = f" {training.caution}." if training.caution else ""
     return (f"Period {cfg.period}, {training.chosen.display_name} ({training.selected})"
             f"{_recommends(training)}. "
-            f"{policy}. Trained on {dataset.n_rows:,} customers of {dataset.source} "
+            f"{policy}.{caution} Trained on {dataset.n_rows:,} customers of {dataset.source} "
             f"(data sha256 {dataset.sha256[:12]}).")
 
 

@@ -164,8 +164,8 @@ def _policy_section(training: TrainingResult) -> _Section:
                   "offering nothing are zero by definition. The policy the run declined is "
                   "described under Candidate learners."
                   if training.reason == "unproven" else
-                  f"Off-policy estimates of choosing the policy the way this run did "
-                  f"(recommended: {training.recommended_label}), on {est.n:,} randomized "
+                  f"Off-policy estimates of choosing the policy the way this run did, "
+                  f"which recommends {training.recommended_label}, on {est.n:,} randomized "
                   f"customers ({est.method} estimator with the design's known propensities). "
                   "Each customer is valued under the policy the selection chose without "
                   "them, so the estimate includes the selection; customers whom the export "
