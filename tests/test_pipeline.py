@@ -462,6 +462,7 @@ def test_a_policy_estimated_below_offering_nobody_gets_a_caution_wherever_it_is_
     assert losing.caution in result.summary_lines()
     # Where the version to promote is picked: the model version's description.
     version = _version_description(simulated_run.cfg, losing, metrics, simulated_run.dataset)
+    assert version.startswith(f"Period 2026-10, {losing.chosen.display_name}")
     assert f" per customer. {losing.caution}. Trained on " in version
     assert "Caution" not in _version_description(simulated_run.cfg, replace(
         losing, objective="churn_reduction"), metrics, simulated_run.dataset)

@@ -327,7 +327,8 @@ def _version_description(cfg: ExperimentConfig, training: TrainingResult,
     """A model version's description: where it comes from and what its policy achieved."""
     policy = outcome_lines(metrics, "")[0]
     caution = f" {training.caution}." if training.caution else ""
-    return (f"Period {cfg.period}, {training.chosen.display_name} ({training.selected})"
+    learner = _learner_label(training.chosen.display_name, training.selected)
+    return (f"Period {cfg.period}, {learner}"
             f"{_recommends(training)}. "
             f"{policy}.{caution} Trained on {dataset.n_rows:,} customers of {dataset.source} "
             f"(data sha256 {dataset.sha256[:12]}).")
