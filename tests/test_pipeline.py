@@ -420,6 +420,17 @@ def test_the_outcome_lines_set_the_policy_against_the_best_simple_one_when_compa
                         "same customers: reduction +3.85 pp [+2.93 pp, +4.77 pp], net value "
                         "-0.50 [-2.03, +1.01] per customer")
     assert outcome_lines({**metrics, **versus}, "baseline.churn_rate") == plain  # no label
+    # Without customer values the net value is minus the cost: the lines say the cost.
+    costs = {"policy_cost_per_customer": 1.72, "policy_cost_per_customer_ci_low": 1.66,
+             "policy_cost_per_customer_ci_high": 1.77}
+    unvalued = outcome_lines({**metrics, **versus, **costs}, "baseline.churn_rate",
+                             "webinar for everyone", valued=False)
+    assert unvalued[0] == ("Recommended policy (held-out estimate): churn 24.00%, reduction "
+                           "+5.50 pp [+4.60 pp, +6.40 pp], cost 1.72 [1.66, 1.77] per customer "
+                           "(no data.value: no net value)")
+    assert unvalued[1] == ("Against webinar for everyone (the best policy that needs no "
+                           "model), same customers: reduction +3.85 pp [+2.93 pp, +4.77 pp]")
+    assert unvalued[2] == plain[1]
 
 
 def test_a_policy_estimated_below_offering_nobody_gets_a_caution_wherever_it_is_reported(

@@ -64,6 +64,8 @@ class RunResult:
     """The best policy that needs no model, when the recommended one is a model's."""
     caution: str = ""
     """A warning when the recommended policy is estimated below offering nobody."""
+    valued: bool = True
+    """Whether customers had a value (``data.value``), without which no net value means much."""
 
     def to_frame(self) -> pd.DataFrame:
         """The logged metrics as a two-column table."""
@@ -82,7 +84,7 @@ class RunResult:
                  *([f"Recommended policy: {self.recommended} ({self.why_recommended}; the "
                     "export applies it)"] if self.recommended else []),
                  *outcome_lines(self.metrics, self.baseline_source, self.simple_label,
-                                self.caution),
+                                self.caution, self.valued),
                  f"Report: {self.report_path}"]
         t = self.seconds
         if {"total", "fits", "report", "tracking", "register"} <= set(t):
@@ -98,22 +100,28 @@ def _learner_label(display_name: str, learner: str) -> str:
 
 
 def outcome_lines(metrics: dict[str, float], baseline_source: str,
-                  simple_label: str = "", caution: str = "") -> list[str]:
+                  simple_label: str = "", caution: str = "", valued: bool = True) -> list[str]:
     """The policy's held-out estimate and the baseline comparison, one line each.
 
     When the metrics compare the recommended policy with the best one that needs no
     model (``simple_label``), that comparison follows the estimate, on its line, and a
-    ``caution`` (:attr:`TrainingResult.caution`) after it. The run's summary and its
-    description in MLflow say them this way.
+    ``caution`` (:attr:`TrainingResult.caution`) after it. Without customer values
+    (``valued`` false: no ``data.value``) a kept customer is worth nothing to the
+    metrics, so the lines give the policy's cost instead of a net value. The run's
+    summary and its description in MLflow say them this way.
     """
     m = metrics
+    economics = (f"net value {metric_with_interval(m, 'policy_net_value_per_customer', money)}"
+                 if valued else
+                 f"cost {metric_with_interval(m, 'policy_cost_per_customer', money)}")
     policy = (f"Recommended policy (held-out estimate): churn {pct(m['policy_churn_rate'])}, "
-              f"reduction {metric_with_interval(m, 'policy_churn_reduction', pp)}, net value "
-              f"{metric_with_interval(m, 'policy_net_value_per_customer', money)} per customer")
+              f"reduction {metric_with_interval(m, 'policy_churn_reduction', pp)}, "
+              f"{economics} per customer{'' if valued else ' (no data.value: no net value)'}")
     net, churn = VERSUS_SIMPLE["net_value"], VERSUS_SIMPLE["churn_reduction"]
     versus = [f"Against {simple_label} (the best policy that needs no model), same customers: "
-              f"reduction {metric_with_interval(m, churn, pp)}, net value "
-              f"{metric_with_interval(m, net, gain)} per customer"
+              f"reduction {metric_with_interval(m, churn, pp)}"
+              + (f", net value {metric_with_interval(m, net, gain)} per customer" if valued
+                 else "")
               ] if simple_label and net in m and churn in m else []
     if "baseline_churn_rate" in m:
         baseline = (f"Baseline churn {pct(m['baseline_churn_rate'])} (from {baseline_source}); "
@@ -267,7 +275,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
         report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
         "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
-        caution=training.caution,
+        caution=training.caution, valued=cfg.data.value is not None,
     )
 
 
@@ -306,7 +314,8 @@ def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> 
 def _description(cfg: ExperimentConfig, training: TrainingResult, metrics: dict[str, float],
                  baseline_source: str, experiment_id: str, run_id: str) -> str:
     """The run's description in MLflow: the config's, then what the run found."""
-    lines = outcome_lines(metrics, baseline_source, training.simple_label, training.caution)
+    lines = outcome_lines(metrics, baseline_source, training.simple_label, training.caution,
+                          valued=cfg.data.value is not None)
     link = f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/report/report.html"
     parts = [cfg.description or "",
              f"**{training.chosen.display_name}** selected{_recommends(training)}. "
@@ -325,7 +334,7 @@ def _recommends(training: TrainingResult) -> str:
 def _version_description(cfg: ExperimentConfig, training: TrainingResult,
                          metrics: dict[str, float], dataset: Dataset) -> str:
     """A model version's description: where it comes from and what its policy achieved."""
-    policy = outcome_lines(metrics, "")[0]
+    policy = outcome_lines(metrics, "", valued=cfg.data.value is not None)[0]
     caution = f" {training.caution}." if training.caution else ""
     learner = _learner_label(training.chosen.display_name, training.selected)
     return (f"Period {cfg.period}, {learner}"
