@@ -14,7 +14,8 @@ and analyzing the data, "choose" the modeling step's work besides fitting (selec
 estimates, scoring the training rows with the deployed model), "logging" logging to the
 run (the model included), and "start" everything outside the run's clocks (the
 interpreter and imports, opening the MLflow store and starting the run, registering,
-exiting). Goals: run <= 1.5x
+exiting). The package's modules are compiled to bytecode first, as an installed
+package's are. Goals: run <= 1.5x
 the fits, log model + register <= 1 s, and 1M customers (``--customers 1000000``;
 ``model.folds: auto`` fits them on one split) through the run in 10 minutes on 2 cores.
 Run by hand:
@@ -25,6 +26,7 @@ Run by hand:
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -80,6 +82,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, nargs="+", default=[50_000, 200_000])
     parser.add_argument("--repeats", type=int, default=1)
     opts = parser.parse_args()
+    # The package's bytecode, as an installed package has it: an editable checkout under a
+    # shell with PYTHONDONTWRITEBYTECODE set would otherwise compile it in every run.
+    compileall.compile_dir(ROOT / "uplift", quiet=1)
     # Warm the registry imports once, so the first measured registration is not an import.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps the table clean
     import mlflow.pyfunc  # noqa: F401
