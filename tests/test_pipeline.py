@@ -157,7 +157,8 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
     says = ("" if run.data.tags["recommended_policy"] == selected else
             f"; recommends {run.data.tags['recommended_policy']} instead (no model's policy "
             "was clearly better)")
-    assert version.description.startswith(f"Period 2026-10, {label} ({selected}){says}. "
+    named = label if label.startswith(selected) else f"{label} ({selected})"  # once
+    assert version.description.startswith(f"Period 2026-10, {named}{says}. "
                                           "Recommended policy (held-out estimate)")
     assert run.data.tags["data_sha256"][:12] in version.description
     registered = client.get_registered_model("pipeline-model")
@@ -209,6 +210,7 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"{need_value} (and 1 more; run uplift validate)"]
     assert not (tmp_path / "mlruns").exists()
+    assert CliRunner().invoke(cli, ["analyze", "config.yaml"]).exit_code == 0  # a readout needs none
     # Maximising churn reduction needs no value, but a discount's cost still does.
     mapping["policy"] = {"objective": "churn_reduction"}
     path.write_text(yaml.safe_dump(mapping))

@@ -237,7 +237,7 @@ AUTO_SHOWN = 12  # feature names ``validate`` prints when data.features is auto
 def validate(config: str) -> None:
     """Check a config and its data; list every problem; exit 0 only when clean."""
     from .analysis import analyze_dataset
-    from .config import collect_config_problems
+    from .config import collect_config_problems, run_problems
     from .data import collect_data_problems
     from .errors import DataError
 
@@ -245,6 +245,7 @@ def validate(config: str) -> None:
     dataset = None
     if cfg is not None:
         dataset, problems = collect_data_problems(cfg)
+        problems = [*run_problems(cfg), *problems]
     if dataset is not None and cfg is not None:
         try:
             analyze_dataset(dataset, cfg, adjust=False)  # the sample-ratio check

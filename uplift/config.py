@@ -435,17 +435,6 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Proble
         elif names.index(name) != i:
             add(f"arms[{i}].name", f"{name!r} is used by more than one arm")
 
-    if data.value is None:
-        # Without monthly revenue nothing kept has a value and no discount has a cost.
-        if cfg.policy.objective == "net_value":
-            add("data.value", "a value column (monthly revenue) is needed for "
-                "policy.objective net_value; name it, or use policy.objective churn_reduction")
-        for i, arm in enumerate(cfg.arms):
-            if arm.cost.revenue_share > 0:
-                add(f"arms[{i}].cost.revenue_share", f"{arm.name!r} costs a share of monthly "
-                    "revenue, which needs data.value (the revenue column); without it the "
-                    "offer would look free")
-
     if cfg.allocation is not None:
         for key, message in allocation_problems(cfg.allocation, cfg.groups):
             add(f"allocation.{key}" if key else "allocation", message)
@@ -464,6 +453,28 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Proble
         if key not in (*cfg.model.learners, "churn_risk"):
             add(f"model.params.{key}", "not one of model.learners or churn_risk"
                 f"{did_you_mean(key, [*cfg.model.learners, 'churn_risk'])}")
+    return out
+
+
+def run_problems(cfg: ExperimentConfig) -> list[Problem]:
+    """What a run (models and a policy) needs of a valid config beyond what a readout needs.
+
+    Without monthly revenue (``data.value``) no kept customer has a value and no discount
+    has a cost: the net-value objective means nothing and a revenue-share offer would
+    look free.
+    """
+    if cfg.data.value is not None:
+        return []
+    out: list[Problem] = []
+    if cfg.policy.objective == "net_value":
+        out.append(Problem(cfg.source, "data.value", (
+            "a value column (monthly revenue) is needed for policy.objective net_value; "
+            "name it, or use policy.objective churn_reduction")))
+    for i, arm in enumerate(cfg.arms):
+        if arm.cost.revenue_share > 0:
+            out.append(Problem(cfg.source, f"arms[{i}].cost.revenue_share", (
+                f"{arm.name!r} costs a share of monthly revenue, which needs data.value "
+                "(the revenue column); without it the offer would look free")))
     return out
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import __version__
 from .analysis import RctResult, analyze_dataset
-from .config import ExperimentConfig, load_config, parse_period
+from .config import ExperimentConfig, load_config, parse_period, run_problems
 from .data import Dataset, load_dataset
 from .errors import ArgumentProblem, ConfigError, Problem
 from .formatting import gain, metric_with_interval, money, pct, pp
@@ -146,6 +146,9 @@ def prepare_run(config_path: str | Path, period: str | None = None
         raise ConfigError(Problem(str(config_path), "period",
                                   "required: the period the test ran in (YYYY-MM), here or "
                                   "given to the run"))
+    problems = run_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
     return cfg, load_dataset(cfg)
 
 

@@ -275,8 +275,7 @@ class TrainingResult:
         est = self.versus_simple.get(self.objective)
         if est is None:
             return ""
-        what, fmt, unit = (("net value", gain, " per customer") if self.objective == "net_value"
-                           else ("churn reduction", pp, ""))
+        what, fmt, unit = _objective_words(self.objective, signed=True)
         level = f"{100 * (1 - self.policy_estimate.alpha):g}%"
         part = "fold" if self.folds > 1 else "half of the held-out rows"
         return (f" Against the best of those, {self.simple_label} (each {part}'s customers "
@@ -319,8 +318,7 @@ class TrainingResult:
         clearly, so a policy estimated below zero can be recommended; the analyst should
         know, and know the setting that declines such a policy.
         """
-        what, fmt = ("net value", money) if self.objective == "net_value" else (
-            "churn reduction", pp)
+        what, fmt, _ = _objective_words(self.objective)
         figure = _objective_figure(self.policy_estimate, self.objective).value
         if not figure < 0:
             return ""
@@ -334,8 +332,7 @@ class TrainingResult:
         est = self.declined_estimate
         if est is None:
             return ""
-        what, fmt, unit = (("net value", money, " per customer") if self.objective == "net_value"
-                           else ("churn reduction", pp, ""))
+        what, fmt, unit = _objective_words(self.objective)
         figure = _objective_figure(est, self.objective)
         return (f"the policy this run would otherwise recommend has an estimated {what} of "
                 f"{with_interval(figure.value, figure.ci_low, figure.ci_high, fmt)}{unit}, "
@@ -599,6 +596,17 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         versus_simple=versus,
         simple_groups=np.asarray(simple_rows.groups, dtype=object)[simple_rows.recommended],
     )
+
+
+def _objective_words(objective: str, signed: bool = False
+                     ) -> tuple[str, Callable[[float], str], str]:
+    """What ``objective`` maximises for people: its name, its format and its unit.
+
+    ``signed`` formats a net value with its sign, for a difference between policies.
+    """
+    if objective == "net_value":
+        return "net value", gain if signed else money, " per customer"
+    return "churn reduction", pp, ""
 
 
 def _objective_figure(est: PolicyEstimate, objective: str) -> Estimate:
