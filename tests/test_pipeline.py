@@ -210,7 +210,7 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"{need_value} (and 1 more; run uplift validate)"]
     assert not (tmp_path / "mlruns").exists()
-    assert CliRunner().invoke(cli, ["analyze", "config.yaml"]).exit_code == 0  # a readout needs none
+    assert CliRunner().invoke(cli, ["analyze", "config.yaml"]).exit_code == 0  # readout: no value
     # Maximising churn reduction needs no value, but a discount's cost still does.
     mapping["policy"] = {"objective": "churn_reduction"}
     path.write_text(yaml.safe_dump(mapping))
