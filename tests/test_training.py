@@ -515,6 +515,34 @@ def test_a_fold_that_chose_another_policy_is_valued_under_the_exported_one(
     assert counts[0] < 0.9  # the export does offer something
 
 
+@pytest.mark.parametrize("objective", ["net_value", "churn_reduction"])
+def test_offering_nobody_is_reported_at_exactly_zero_whatever_the_folds_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, objective: str,
+) -> None:
+    from uplift import training
+
+    real = training._Judge.choose
+
+    def nobody_on_all_rows_only(self: object, mask: np.ndarray) -> tuple:
+        best, recommended = real(self, mask)
+        return (best, "nobody") if mask.all() else (best, best)
+
+    monkeypatch.setattr(training._Judge, "choose", nobody_on_all_rows_only)
+    mapping = simulated_config(policy={"objective": objective})
+    cfg = load_config(config(tmp_path, mapping, learners=["s", "gam"]))
+    result = train_models(load_dataset(cfg), cfg)
+    assert result.recommended == "nobody"
+    assert result.reason == "beaten"
+    # Every fold chose a model's policy; offering nobody anything still changes nothing
+    # against offering nobody anything, on any rows, with no uncertainty.
+    est = result.policy_estimate
+    for figure in (est.net_value_per_customer, est.churn_reduction, est.cost_per_customer):
+        assert (figure.value, figure.ci_low, figure.ci_high) == (0.0, 0.0, 0.0)
+    assert est.shares[cfg.control] == 1.0
+    assert result.versus_metrics() == {}
+    assert result.caution == ""  # nobody is never "below offering nobody anything"
+
+
 def test_the_recommended_policy_is_set_against_the_best_simple_one_on_the_same_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -559,11 +559,15 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     declined = None
     if (cfg.policy.require_ci_above_zero and recommended != NOBODY
             and not _objective_figure(honest, cfg.policy.objective).ci_low > 0):
-        # Nobody's value relative to nobody is exactly zero on any rows, so the
-        # estimate reported for it owes nothing to this choice.
-        declined, honest = honest, judge.rows(NOBODY).estimate()
+        declined = honest
         chosen_key = recommended = NOBODY
         reason = "unproven"
+    if recommended == NOBODY:
+        # Nobody's value relative to nobody is exactly zero on any rows, so the estimate
+        # reported for it owes nothing to how it was chosen. The procedure's would keep
+        # the residual terms of the policies other folds chose: noise about zero, whose
+        # interval can miss zero where a few customers carry most of the value.
+        honest = judge.rows(NOBODY).estimate()
     # The simple policy a fold is compared with is the best one on the other folds, as
     # the model's policy is: the best of several on the same rows would be optimistic.
     simple_picks = [judge.simplest(selection_fold != k)
