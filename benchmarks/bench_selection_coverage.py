@@ -20,12 +20,19 @@ Learners are small (40 trees per LightGBM model; the additive ``gam`` is fast as
 so that hundreds of replications fit in minutes; coverage is a property of the estimate
 and the selection, not of the learners.
 
+``--world`` replaces the simulator with a world of the decision-quality suite
+(``benchmarks/worlds.py``), drawn afresh per replication with its true churn
+probabilities: ``whales``, where 2 % of the accounts carry about half the revenue, checks
+the intervals where a few customers' values dominate the mean.
+
     python benchmarks/bench_selection_coverage.py [--replications 200] [--sizes 20000 50000]
+    python benchmarks/bench_selection_coverage.py --world whales --sizes 20000
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 import warnings
@@ -41,6 +48,11 @@ from uplift.policy import build_policy, net_values
 from uplift.simulate import DEFAULT_ALLOCATION, simulate_customers
 from uplift.training import customer_values, train_models
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from worlds import WORLDS  # noqa: E402
+
+SIMULATOR = "simulate"  # ``uplift simulate``'s world, the default
+
 ARMS = [
     {"name": "discount_20", "kind": "discount", "cost": {"revenue_share": 0.2, "months": 3}},
     {"name": "free_upgrade", "kind": "free_upgrade", "cost": {"fixed": 6.0},
@@ -53,38 +65,51 @@ METRICS = {"churn reduction": "churn_reduction", "net value / customer": "net_va
 VERSUS = {"churn_reduction": "churn_reduction", "net_value_per_customer": "net_value"}
 
 
-def config_mapping(path: Path, learners: list[str], seed: int) -> dict:
-    """A run's config on the simulated file: small learners, the package's defaults."""
+def config_mapping(path: Path, learners: list[str], seed: int, world: str = SIMULATOR) -> dict:
+    """A run's config on the drawn file: small learners, the package's defaults."""
+    model = {"learners": learners, "seed": seed,
+             "params": {name: dict(SMALL) for name in (*learners, "churn_risk")
+                        if name != "gam"}}
+    if world != SIMULATOR:
+        return {**WORLDS[world].config(path), "name": "selection-coverage", "model": model}
     return {
         "name": "selection-coverage", "period": "2026-10",
         "data": {"path": str(path), "value": "monthly_revenue",
                  "categorical": ["plan", "contract", "region", "payment_method"]},
-        "arms": ARMS, "allocation": dict(DEFAULT_ALLOCATION),
-        "model": {"learners": learners, "seed": seed,
-                  "params": {name: dict(SMALL) for name in (*learners, "churn_risk")
-                             if name != "gam"}},
+        "arms": ARMS, "allocation": dict(DEFAULT_ALLOCATION), "model": model,
     }
 
 
-def replicate(rows: int, seed: int, learners: list[str], folder: Path) -> dict:
+def draw(world: str, rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """A test's customers and their true P(churn) per group (control first), row by row."""
+    if world == SIMULATOR:
+        sim = simulate_customers(rows, seed)
+        truth = sim.truth.set_index("customer_id").loc[sim.customers["customer_id"]]
+        return sim.customers, truth[[f"p_churn_{g}" for g in GROUPS]].to_numpy()
+    sample = WORLDS[world].sample(rows, seed, 0)
+    return sample.customers, sample.p_true
+
+
+def replicate(rows: int, seed: int, learners: list[str], folder: Path,
+              world: str = SIMULATOR) -> dict:
     """One simulated test through ``train_models``: estimates, truths and the choice."""
-    sim = simulate_customers(rows, seed)
+    customers, p_true = draw(world, rows, seed)
     path = folder / f"test-{seed}.parquet"
-    sim.customers.to_parquet(path, index=False)
+    customers.to_parquet(path, index=False)
     config = folder / f"config-{seed}.yaml"
-    config.write_text(yaml.safe_dump(config_mapping(path, learners, seed)))
+    config.write_text(yaml.safe_dump(config_mapping(path, learners, seed, world)))
     cfg = load_config(config)
     dataset = load_dataset(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = train_models(dataset, cfg)
     frame = dataset.frame
+    if not frame[cfg.data.id].equals(customers["customer_id"]):
+        raise SystemExit("the loaded rows are not the drawn customers in order")
     p_control, p_arms = result.model.predict_churn(frame)
     value = customer_values(dataset, cfg)
     policy = build_policy(p_control, p_arms, value, frame, cfg,
                           fixed_offer=result.model.fixed_offer)
-    truth = sim.truth.set_index("customer_id").loc[frame[cfg.data.id]]
-    p_true = truth[[f"p_churn_{g}" for g in GROUPS]].to_numpy()
     net, _ = net_values(p_true[:, 0], p_true[:, 1:], value, cfg.arms, cfg.value_horizon_months)
     choice = policy.assignment.choice
     offered = np.flatnonzero(choice >= 0)
@@ -145,13 +170,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 50_000])
     parser.add_argument("--learners", nargs="+", default=["s", "gam"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--world", default=SIMULATOR, choices=[SIMULATOR, *WORLDS],
+                        help="uplift simulate's world, or a world of the decision suite")
     opts = parser.parse_args()
     for size in opts.sizes:
         records, start = [], time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(opts.replications):
                 records.append(replicate(size, opts.seed + 10_000 * size + r, opts.learners,
-                                         Path(tmp)))
+                                         Path(tmp), opts.world))
                 if (r + 1) % 50 == 0 and r + 1 < opts.replications:
                     so_far = coverage(records).set_index(["estimate", "metric"])["coverage"]
                     print(f"  {size:,}: {r + 1} replications, reported coverage "
@@ -159,7 +186,7 @@ def main() -> None:
                           flush=True)
         table = coverage(records)
         picks = pd.Series([r["recommended"] for r in records]).value_counts()
-        print(f"\n{opts.replications} replications of {size:,} customers, learners "
+        print(f"\n{opts.replications} replications of {size:,} customers ({opts.world}), learners "
               f"{', '.join(opts.learners)} (+ ensemble, model-free policies), "
               f"{time.perf_counter() - start:.0f} s; recommended: "
               + ", ".join(f"{k} {v}" for k, v in picks.items()))
