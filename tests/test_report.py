@@ -267,3 +267,42 @@ def test_plots_keep_their_style_when_causalml_is_first_imported_by_the_report(
     for name in EXPECTED_PNGS:
         corner = np.asarray(Image.open(tmp_path / "out" / name).convert("RGB"))[2, 2]
         assert tuple(corner) == (255, 255, 255), name
+
+
+def test_without_customer_values_the_report_shows_costs_and_no_net_value(
+        built: Built, tmp_path: Path) -> None:
+    import yaml
+    from conftest import simulated_config
+
+    from uplift.analysis import analyze_dataset
+    from uplift.config import load_config
+    from uplift.data import load_dataset
+    from uplift.training import train_models
+
+    mapping = simulated_config(policy={"objective": "churn_reduction"})
+    del mapping["data"]["value"]
+    mapping["arms"][0]["cost"] = {"fixed": 3.0}  # a share of revenue needs a value
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(mapping))
+    cfg = load_config(tmp_path / "c.yaml")
+    dataset = load_dataset(cfg)
+    training = train_models(dataset, cfg)
+    assert training.valued is False
+    assert built.training.valued is True
+    # A kept customer is worth nothing here, so every "net value" would be minus the cost.
+    assert "net value / customer" not in training.table().header
+    rows = training.policy_estimate.table(False).rows
+    assert "net value per customer" not in [r[0] for r in rows]
+    assert "expected net value" not in training.holdout_policy.table(False).header
+    write_report(tmp_path / "out", cfg=cfg, dataset=dataset, rct=analyze_dataset(dataset, cfg),
+                 training=training, budget_curve=holdout_budget_curve(training, dataset, cfg),
+                 baseline_churn_rate=None, baseline_source=None, run_id=RUN_ID)
+    policy = (tmp_path / "out" / "report.md").read_text().split(f"## {SECTIONS[2]}")[1]
+    policy = policy.split("\n## ")[0]
+    assert "| cost per customer |" in policy
+    assert "net value per customer" not in policy
+    assert "expected net value" not in policy
+    assert "no net value is shown" in policy
+    assert "## Churn reduction vs budget" in (tmp_path / "out" / "report.md").read_text()
+    valued = (built.folder / "report.md").read_text().split(f"## {SECTIONS[2]}")[1]
+    assert "| net value per customer |" in valued.split("\n## ")[0]
+    assert "expected net value" in valued.split("\n## ")[0]

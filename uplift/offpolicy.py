@@ -158,11 +158,16 @@ class PolicyEstimate:
         rows = [{"estimate": attr, **asdict(getattr(self, attr))} for attr, _, _ in _ROWS]
         return pd.DataFrame(rows, columns=["estimate", *(f.name for f in fields(Estimate))])
 
-    def table(self) -> Table:
-        """Each estimate with its confidence interval."""
+    def table(self, valued: bool = True) -> Table:
+        """Each estimate with its confidence interval (no net value when not ``valued``).
+
+        Without customer values (``valued`` false) the net value is only minus the cost.
+        """
         level = f"{100 * (1 - self.alpha):g}%"
         rows = []
         for attr, label, _ in _ROWS:
+            if attr == "net_value_per_customer" and not valued:
+                continue
             est: Estimate = getattr(self, attr)
             fmt = _FORMATS.get(attr, pct)
             rows.append([label, fmt(est.value), interval(est.ci_low, est.ci_high, fmt)])

@@ -278,7 +278,7 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         model_name=cfg.tracking.registered_model, model_version=version, metrics=metrics,
         report_path=(copy if copy is not None else Path(f"runs:/{run.run_id}/report")) /
         "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
-        caution=training.caution, valued=cfg.data.value is not None,
+        caution=training.caution, valued=training.valued,
     )
 
 
@@ -318,7 +318,7 @@ def _description(cfg: ExperimentConfig, training: TrainingResult, metrics: dict[
                  baseline_source: str, experiment_id: str, run_id: str) -> str:
     """The run's description in MLflow: the config's, then what the run found."""
     lines = outcome_lines(metrics, baseline_source, training.simple_label, training.caution,
-                          valued=cfg.data.value is not None)
+                          valued=training.valued)
     link = f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/report/report.html"
     parts = [cfg.description or "",
              f"**{training.chosen.display_name}** selected{_recommends(training)}. "
@@ -337,7 +337,7 @@ def _recommends(training: TrainingResult) -> str:
 def _version_description(cfg: ExperimentConfig, training: TrainingResult,
                          metrics: dict[str, float], dataset: Dataset) -> str:
     """A model version's description: where it comes from and what its policy achieved."""
-    policy = outcome_lines(metrics, "", valued=cfg.data.value is not None)[0]
+    policy = outcome_lines(metrics, "", valued=training.valued)[0]
     caution = f" {training.caution}." if training.caution else ""
     learner = _learner_label(training.chosen.display_name, training.selected)
     return (f"Period {cfg.period}, {learner}"

@@ -306,20 +306,26 @@ class PolicyResult:
         frame = pd.DataFrame(rows, columns=list(_FRAME_COLUMNS))
         return frame.astype({"customers": "int64"})
 
-    def table(self) -> Table:
-        """Per group (control first) and in total: customers, share, expected cost and value."""
+    def table(self, valued: bool = True) -> Table:
+        """Per group (control first) and in total: customers, share, expected cost and value.
+
+        Without customer values (``valued`` false) the net value, only minus the cost,
+        is left out.
+        """
         rows = []
         for row in self.to_frame().itertuples(index=False):
             control = row.group == self.control
             rows.append([f"{row.group} (no offer)" if control else str(row.group),
                          f"{row.customers:,}", pct(row.share), money(row.cost),
-                         money(row.net_value), "" if control else pp(row.mean_uplift, "")])
+                         *([money(row.net_value)] if valued else []),
+                         "" if control else pp(row.mean_uplift, "")])
         rows.append(["total", f"{self.n_customers:,}", pct(1.0 if self.n_customers else 0.0),
-                     money(self.total_cost), money(self.total_net_value), ""])
-        return Table.build(["group", "customers", "share", "expected cost",
-                            "expected net value", "mean predicted uplift"], rows,
-                           numeric=range(1, 6), highlight=[len(rows) - 1],
-                           title="Recommended offers")
+                     money(self.total_cost),
+                     *([money(self.total_net_value)] if valued else []), ""])
+        header = ["group", "customers", "share", "expected cost",
+                  *(["expected net value"] if valued else []), "mean predicted uplift"]
+        return Table.build(header, rows, numeric=range(1, len(header)),
+                           highlight=[len(rows) - 1], title="Recommended offers")
 
     def paragraphs(self) -> list[Paragraph]:
         """What was maximised, under which limits, and whether it is proven optimal."""

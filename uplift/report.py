@@ -31,6 +31,7 @@ from . import __version__
 from .analysis import RctResult
 from .config import ExperimentConfig
 from .data import Dataset
+from .evaluation import NOBODY
 from .formatting import (
     Paragraph,
     Table,
@@ -157,13 +158,16 @@ def _policy_section(training: TrainingResult) -> _Section:
     est = training.policy_estimate
     policy = training.holdout_policy
     limited = policy.budget is not None or bool(policy.capacity)
+    valued = training.valued
+    figures = "churn reduction and net value are" if valued else "churn reduction and cost are"
     return _Section(SECTIONS[2], [
         Paragraph(f"Off-policy estimates of offering nobody anything, on {est.n:,} "
                   f"randomized customers ({est.method} estimator with the design's known "
                   "propensities): its churn reduction, cost and net value relative to "
-                  "offering nothing are zero by definition. The policy the run declined is "
-                  "described under Candidate learners."
-                  if training.reason == "unproven" else
+                  "offering nothing are zero by definition."
+                  + (" The policy the run declined is described under Candidate learners."
+                     if training.reason == "unproven" else "")
+                  if training.recommended == NOBODY else
                   f"Off-policy estimates of choosing the policy the way this run did, "
                   f"which recommends {training.recommended_label}, on {est.n:,} randomized "
                   f"customers ({est.method} estimator with the design's known propensities). "
@@ -171,15 +175,17 @@ def _policy_section(training: TrainingResult) -> _Section:
                   "them, so the estimate includes the selection; customers whom the export "
                   "treats differently from that policy are then valued by the churn-risk "
                   "model's predictions of the two offers, so the estimate and its shares "
-                  "describe the policy the export applies. Churn reduction and net value "
-                  "are relative to giving nobody an offer."),
+                  f"describe the policy the export applies. {figures.capitalize()} relative "
+                  "to giving nobody an offer"
+                  + ("." if valued else "; with no customer values (data.value) a kept "
+                     "customer is worth nothing, so no net value is shown.")),
         *([Paragraph(training.caution + ".", "warn")] if training.caution else []),
-        est.table(),
+        est.table(valued),
         Paragraph("The recommended offers of the out-of-fold policy (the candidates' "
                   "predictions for customers their models never saw) on the held-out rows"
                   + (", with the config's budget and capacities scaled to the held-out share "
                      "of the customers:" if limited else ":")),
-        policy.table(),
+        policy.table(valued),
         *policy.paragraphs(),
     ])
 
@@ -377,13 +383,14 @@ def _plot_policy_mix(training: TrainingResult, path: Path) -> None:
     _label_bars(left, x, 100 * frame["share"], [f"{n:,}" for n in frame["customers"]])
     left.set(ylabel="share of held-out customers (%)",
              title="Who gets which offer (labels: customers)")
-    right.bar(x, frame["net_value"], color=colors, alpha=0.85)
-    _label_bars(right, x, frame["net_value"].clip(lower=0),
-                [f"{v:,.0f}" for v in frame["net_value"]])
+    # Without customer values the net value is only minus the cost: show the cost.
+    column, what = ("net_value", "net value") if training.valued else ("cost", "offer cost")
+    right.bar(x, frame[column], color=colors, alpha=0.85)
+    _label_bars(right, x, frame[column].clip(lower=0), [f"{v:,.0f}" for v in frame[column]])
     right.yaxis.set_major_formatter(StrMethodFormatter(_THOUSANDS))
     right.axhline(0, color="black", lw=0.6)
-    right.set(ylabel="expected net value (currency)",
-              title="Expected net value per group (labels: total)")
+    right.set(ylabel=f"expected {what} (currency)",
+              title=f"Expected {what} per group (labels: total)")
     for ax in (left, right):
         ax.set_xticks(x, labels)
         ax.set_xlabel("recommended group")
@@ -392,11 +399,13 @@ def _plot_policy_mix(training: TrainingResult, path: Path) -> None:
 
 
 def _plot_budget(curve: pd.DataFrame, mark: float | None, current: tuple[float, float],
-                 path: Path) -> None:
+                 path: Path, valued: bool = True) -> None:
+    """Net value (only when customers have values) and cost, and churn reduction, by budget."""
     fig = _figure(10, 4.3)
     left, right = fig.subplots(1, 2)
     b = curve["budget"].to_numpy()
-    left.plot(b, curve["net_value"], "o-", color=_MODEL_COLOR, lw=2, label="net value")
+    if valued:
+        left.plot(b, curve["net_value"], "o-", color=_MODEL_COLOR, lw=2, label="net value")
     left.plot(b, curve["cost"], "s-", color=_ARM_COLOR, lw=1.5, label="cost")
     right.plot(b, 100 * curve["churn_reduction"], "o-", color=_MODEL_COLOR, lw=2)
     left.plot(*current, "*", ms=14, color=_CONTROL_COLOR, label="recommended policy")
@@ -408,7 +417,8 @@ def _plot_budget(curve: pd.DataFrame, mark: float | None, current: tuple[float, 
         ax.xaxis.set_major_formatter(StrMethodFormatter(_THOUSANDS))
         ax.grid(alpha=0.3)
     left.yaxis.set_major_formatter(StrMethodFormatter(_THOUSANDS))
-    left.set(ylabel="expected total (currency)", title="Net value and cost of the optimal policy")
+    left.set(ylabel="expected total (currency)",
+             title=("Net value and cost" if valued else "Cost") + " of the optimal policy")
     left.legend(loc="best", fontsize=8)
     right.set(ylabel="predicted churn reduction (percentage points)",
               title="Predicted churn reduction")
@@ -479,22 +489,28 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
     blocks.append(_Plot("policy_mix.png", "Policy mix", (
         "Left: share of held-out customers the recommended policy sends to each group (no "
         "offer in orange), with customer counts, from the out-of-fold predictions (the "
-        "refitted model's shares are those of the policy estimate). Right: expected net "
-        "value of each group (value of the customers kept over the value horizon minus the "
-        "offers' cost), "
-        "predicted by the selected model.")))
+        "refitted model's shares are those of the policy estimate). Right: "
+        + ("expected net value of each group (value of the customers kept over the value "
+           "horizon minus the offers' cost), predicted by the selected model."
+           if training.valued else
+           "expected offer cost of each group (no customer values, data.value, so no net "
+           "value)."))))
 
     policy = training.holdout_policy
-    _plot_budget(curve, policy.budget, (policy.total_cost, policy.total_net_value),
-                 folder / "net_value_vs_budget.png")
+    star = policy.total_net_value if training.valued else policy.total_cost
+    _plot_budget(curve, policy.budget, (policy.total_cost, star),
+                 folder / "net_value_vs_budget.png", training.valued)
     marked = ("; the dashed line is the config's budget scaled to the held-out share"
               if policy.budget is not None else "")
-    blocks.append(_Plot("net_value_vs_budget.png", "Net value vs budget", (
+    gauge = "net value" if training.valued else "churn reduction"
+    blocks.append(_Plot("net_value_vs_budget.png", f"{gauge.capitalize()} vs budget", (
         "The best policy the selected model finds on the held-out rows when the total "
         "expected offer cost may not exceed the budget (x axis), from nothing up to the cost "
-        "of the unconstrained policy. Left: expected net value (green) and the cost actually "
-        f"spent (blue); the star is the recommended policy{marked}. Right: predicted churn "
-        "reduction per held-out customer. Where the net value flattens, more budget buys "
+        "of the unconstrained policy. Left: "
+        + ("expected net value (green) and the cost actually spent (blue)" if training.valued
+           else "the cost actually spent (no customer values, so no net value)")
+        + f"; the star is the recommended policy{marked}. Right: predicted churn "
+        f"reduction per held-out customer. Where the {gauge} flattens, more budget buys "
         "little.")))
     return blocks
 

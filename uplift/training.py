@@ -132,6 +132,9 @@ class TrainingResult:
     """Under ``unproven``: the honest estimate of the policy the run declined."""
     objective: str = "net_value"
     """What the policy maximises: ``net_value`` or ``churn_reduction``."""
+    valued: bool = True
+    """Whether customers had a value (``data.value``). Without one a kept customer is
+    worth nothing, a policy's net value is only minus its cost, and tables leave it out."""
     simple: str = ""
     """The best policy that needs no model (``nobody`` or ``everyone:<arm>``): the one
     most folds chose from the other folds' rows."""
@@ -198,8 +201,9 @@ class TrainingResult:
     def table(self) -> Table:
         """Per candidate: Qini per offer, mean AUUC, its policy's value, fit time, status."""
         arms = list(self.model.arms)
-        header = ["candidate", *(f"Qini {a}" for a in arms), "mean AUUC",
-                  "net value / customer", "churn reduction", "fit s", "status"]
+        net = ["net value / customer"] if self.valued else []
+        header = ["candidate", *(f"Qini {a}" for a in arms), "mean AUUC", *net,
+                  "churn reduction", "fit s", "status"]
         rows, highlight = [], []
         for i, cand in enumerate(self.candidates):
             if not cand.ok:
@@ -214,7 +218,7 @@ class TrainingResult:
             rows.append([cand.label if model else cand.display_name,
                          *(number(m.get(f"qini_{a}")) if model else "" for a in arms),
                          number(cand.mean_score("auuc")) if model else "",
-                         money(m.get("policy_net_value_per_customer")),
+                         *([money(m.get("policy_net_value_per_customer"))] if net else []),
                          pp(m.get("policy_churn_reduction")),
                          f"{cand.fit_seconds:.1f}" if model else "", status])
         where = ("out-of-fold predictions" if self.folds > 1 else "held-out rows")
@@ -596,7 +600,8 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
         holdout_scores=_with_risk(judge.uplift(best), judge.p_control), shares=shares,
         recommended=recommended, folds=n_folds,
         selection_estimate=own, reason=reason, declined_estimate=declined,
-        objective=cfg.policy.objective, simple=simple, simple_picks=tuple(simple_picks),
+        objective=cfg.policy.objective, valued=cfg.data.value is not None,
+        simple=simple, simple_picks=tuple(simple_picks),
         versus_simple=versus,
         simple_groups=np.asarray(simple_rows.groups, dtype=object)[simple_rows.recommended],
     )
