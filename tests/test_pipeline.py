@@ -221,6 +221,21 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
     path.write_text(yaml.safe_dump(mapping))
     result = CliRunner().invoke(cli, ["validate", "config.yaml"])
     assert result.exit_code == 0, result.output
+    # Such a run says nothing of a net value, which would only be minus the cost.
+    result = CliRunner().invoke(cli, ["run", "config.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "(no data.value: no net value)" in result.output
+    client = open_client(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    version = client.search_model_versions("name = 'pipeline-model'")[0]
+    assert "policy_churn_reduction" in version.tags
+    assert "policy_net_value_per_customer" not in version.tags
+    assert "net value" not in version.description.replace("no net value", "")
+    run = client.get_run(version.run_id)
+    children = client.search_runs([run.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert children
+    for child in children:
+        assert "net value" not in child.data.tags["mlflow.note.content"]
 
 
 def run_status(tmp_path: Path) -> tuple[list[str], list]:

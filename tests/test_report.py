@@ -7,7 +7,7 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +22,7 @@ from uplift.config import ExperimentConfig
 from uplift.data import Dataset
 from uplift.models import churn_probabilities
 from uplift.policy import budget_curve, build_policy
-from uplift.report import SECTIONS, _baseline_section, write_report
+from uplift.report import SECTIONS, _baseline_section, _policy_section, write_report
 from uplift.training import (
     BUDGET_POINTS,
     TrainingResult,
@@ -302,7 +302,17 @@ def test_without_customer_values_the_report_shows_costs_and_no_net_value(
     assert "net value per customer" not in policy
     assert "expected net value" not in policy
     assert "no net value is shown" in policy
-    assert "## Churn reduction vs budget" in (tmp_path / "out" / "report.md").read_text()
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Churn reduction vs budget" in text
+    assert "expected offer cost of each group (no customer values" in text
+    assert "the cost actually spent (no customer values, so no net value)" in text
+    for cand in training.candidates:
+        assert "net value" not in training.candidate_note(cand)
+    # Offering nobody is zero in every figure; without values there is no net value to name.
+    nobody = _policy_section(replace(training, recommended="nobody", reason="beaten"))
+    intro = nobody.blocks[0].text
+    assert intro.endswith("its churn reduction and cost relative to offering nothing are zero "
+                          "by definition.")
     valued = (built.folder / "report.md").read_text().split(f"## {SECTIONS[2]}")[1]
     assert "| net value per customer |" in valued.split("\n## ")[0]
     assert "expected net value" in valued.split("\n## ")[0]

@@ -541,6 +541,10 @@ def test_offering_nobody_is_reported_at_exactly_zero_whatever_the_folds_chose(
     assert est.shares[cfg.control] == 1.0
     assert result.versus_metrics() == {}
     assert result.caution == ""  # nobody is never "below offering nobody anything"
+    assert result.selection_estimate.net_value_per_customer.value == 0.0
+    text = result.to_markdown()
+    assert "it is that of offering nobody anything, zero relative to offering nothing" in text
+    assert "includes the selection" not in text
 
 
 def test_the_recommended_policy_is_set_against_the_best_simple_one_on_the_same_rows(

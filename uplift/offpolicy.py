@@ -174,17 +174,18 @@ class PolicyEstimate:
         return Table.build(["estimate", "value", f"{level} CI"], rows, numeric={1, 2},
                            title="The policy's held-out estimates")
 
-    def paragraphs(self) -> list[Paragraph]:
+    def paragraphs(self, valued: bool = True) -> list[Paragraph]:
         """Where the estimates come from and what they are relative to."""
         shares = ", ".join(f"{g} {pct(s)}" for g, s in self.shares.items())
+        figures = "churn reduction and net value are" if valued else "churn reduction is"
         return [Paragraph(
             f"Policy sends: {shares}. Estimated on {self.n:,} held-out randomized customers "
-            f"({self.method} estimator, known propensities); churn reduction and net value "
-            "are relative to giving nobody an offer.")]
+            f"({self.method} estimator, known propensities); {figures} relative to giving "
+            "nobody an offer.")]
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, valued: bool = True) -> str:
         """A Markdown table of the estimates, then the policy's shares and the method."""
-        return render_markdown(self.table(), self.paragraphs())
+        return render_markdown(self.table(valued), self.paragraphs(valued))
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
               "recommended_policy": training.recommended,
               "data_sha256": dataset.sha256,
               **{name: f"{metrics[name]:.6g}" for name in
-                 ("policy_churn_reduction", "policy_net_value_per_customer")
+                 ("policy_churn_reduction",
+                  *(["policy_net_value_per_customer"] if training.valued else []))
                  if math.isfinite(metrics[name])}},
         model_id=getattr(info, "model_id", None))
     seconds["register"] = time.perf_counter() - register_start

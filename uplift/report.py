@@ -163,8 +163,9 @@ def _policy_section(training: TrainingResult) -> _Section:
     return _Section(SECTIONS[2], [
         Paragraph(f"Off-policy estimates of offering nobody anything, on {est.n:,} "
                   f"randomized customers ({est.method} estimator with the design's known "
-                  "propensities): its churn reduction, cost and net value relative to "
-                  "offering nothing are zero by definition."
+                  "propensities): its churn reduction"
+                  + (", cost and net value" if valued else " and cost")
+                  + " relative to offering nothing are zero by definition."
                   + (" The policy the run declined is described under Candidate learners."
                      if training.reason == "unproven" else "")
                   if training.recommended == NOBODY else

@@ -241,7 +241,7 @@ class TrainingResult:
                       "rule chose from the other half alone")
         reported = (
             "it is that of offering nobody anything, zero relative to offering nothing "
-            "(see below for why)" if self.reason == "unproven" else
+            "(see below for why)" if self.recommended == NOBODY else
             f"its objective figure comes from {honest}, which includes the selection "
             "(under the net-value objective the churn and cost figures are the recommended "
             "policy's own out-of-fold estimates, which the selection did not rank on); "
@@ -309,8 +309,10 @@ class TrainingResult:
         level = f"{100 * (1 - self.policy_estimate.alpha):g}% CI"
         net = metric_with_interval(m, "policy_net_value_per_customer", money)
         churn = metric_with_interval(m, "policy_churn_reduction", pp)
-        return (f"**{cand.display_name}** ({status}). {what}. Its policy on the {rows}: net "
-                f"value {net} per customer, churn reduction {churn} ({level}). These are the "
+        figures = (f"net value {net} per customer, churn reduction {churn}" if self.valued
+                   else f"churn reduction {churn}")  # no customer values: no net value
+        return (f"**{cand.display_name}** ({status}). {what}. Its policy on the {rows}: "
+                f"{figures} ({level}). These are the "
                 "figures the selection compared, so the best of them is optimistic; the "
                 "parent run reports the estimate that includes the selection.")
 
