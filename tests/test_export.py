@@ -96,6 +96,7 @@ def test_file_and_manifest_follow_the_contract(store: Store, tmp_path: Path,
                                   for k in ["control", *ARMS]}
     assert manifest["model_uri"] == f"models:/{NAME}@champion"
     assert manifest["model_version"] == "1"
+    assert manifest["value_column"] == "monthly_revenue"
     assert leftovers(tmp_path) == []
     # Readable by the CRM's user: the usual permissions, not a temporary file's 0600.
     umask = os.umask(0o022)

@@ -18,6 +18,7 @@ from conftest import SimulatedRun, base_config, small_params
 from mlflow import MlflowClient
 
 from uplift.cli import cli
+from uplift.simulate import simulate_customers
 from uplift.tracking import TAGS, logged_metric_names, open_client, spec_metric_names
 
 
@@ -236,6 +237,15 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
     assert children
     for child in children:
         assert "net value" not in child.data.tags["mlflow.note.content"]
+    # (the revenue column is only a feature here: the config names no value column)
+    customers = simulate_customers(2000, 9).customers.drop(columns=["arm", "churned"])
+    customers.to_csv(tmp_path / "customers.csv", index=False)
+    result = CliRunner().invoke(cli, ["export", "--customers", "customers.csv", "--out",
+                                      "recs.csv", "--model", "models:/pipeline-model@candidate"])
+    assert result.exit_code == 0, result.output
+    assert "(no data.value: no net value)" in result.output
+    manifest = json.loads((tmp_path / "recs.csv.manifest.json").read_text())
+    assert manifest["value_column"] is None
 
 
 def run_status(tmp_path: Path) -> tuple[list[str], list]:

@@ -556,8 +556,10 @@ def export(customers: str, out: str, model_uri: str | None, config_path: str | N
     offers = ", ".join(f"{k} {v:,}" for k, v in m["offers"].items())
     _say(f"Scored {m['rows']:,} customers with {m['model_uri']} (version "
          f"{m['model_version'] or '-'}): {offers}; {m['holdout']:,} held out")
-    _say(f"Expected cost {m['expected_cost']:,.2f}, expected net value "
-         f"{m['expected_net_value']:,.2f}")
+    # Without a value column a kept customer is worth nothing: the "net value" is -cost.
+    net = (f", expected net value {m['expected_net_value']:,.2f}" if m.get("value_column")
+           else " (no data.value: no net value)")
+    _say(f"Expected cost {m['expected_cost']:,.2f}{net}")
     _say(f"Wrote {result.path} and {result.manifest_path.name} in {result.seconds:.1f} s")
 
 
