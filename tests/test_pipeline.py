@@ -19,7 +19,13 @@ from mlflow import MlflowClient
 
 from uplift.cli import cli
 from uplift.simulate import simulate_customers
-from uplift.tracking import TAGS, logged_metric_names, open_client, spec_metric_names
+from uplift.tracking import (
+    TAGS,
+    compare_periods,
+    logged_metric_names,
+    open_client,
+    spec_metric_names,
+)
 
 
 def write_config(folder: Path, **changes: object) -> Path:
@@ -155,6 +161,9 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
     assert float(version.tags["policy_net_value_per_customer"]) == pytest.approx(
         run.data.metrics["policy_net_value_per_customer"], rel=1e-5)
     assert version.tags["recommended_policy"] == run.data.tags["recommended_policy"]
+    (row,) = compare_periods(client, run.info.experiment_id).rows  # customers had values
+    assert row.policy_net_value_per_customer == run.data.metrics[
+        "policy_net_value_per_customer"]
     says = ("" if run.data.tags["recommended_policy"] == selected else
             f"; recommends {run.data.tags['recommended_policy']} instead (no model's policy "
             "was clearly better)")
@@ -246,6 +255,13 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
     assert "(no data.value: no net value)" in result.output
     manifest = json.loads((tmp_path / "recs.csv.manifest.json").read_text())
     assert manifest["value_column"] is None
+    result = CliRunner().invoke(cli, ["compare", "--experiment", "pipeline-test",
+                                      "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (period,) = json.loads(result.output)
+    assert period["policy_net_value_per_customer"] is None
+    assert period["policy_churn_reduction"] == pytest.approx(
+        run.data.metrics["policy_churn_reduction"])
 
 
 def run_status(tmp_path: Path) -> tuple[list[str], list]:

@@ -416,9 +416,20 @@ def compare_periods(client: Any, experiment_id: str, experiment: str = "") -> Co
     rows = tuple(
         PeriodRow(period=period, run_id=latest[period].info.run_id,
                   selected_learner=latest[period].data.tags.get("selected_learner", ""),
-                  **{name: latest[period].data.metrics.get(name) for name in names})
+                  **{name: _period_metric(latest[period], name) for name in names})
         for period in sorted(latest))
     return ComparisonResult(experiment, rows)
+
+
+def _period_metric(run: Any, name: str) -> float | None:
+    """A run's metric for the periods table; no net value for a run without customer values.
+
+    A run whose config named no value column (no ``data.value`` param) valued a kept
+    customer at nothing, so its logged net value is only minus the offers' cost.
+    """
+    if name == "policy_net_value_per_customer" and "data.value" not in run.data.params:
+        return None
+    return run.data.metrics.get(name)
 
 
 # --------------------------------------------------------------------------- the run
