@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uplift.evaluation import decile_table, split_holdout, uplift_scores
+from uplift.evaluation import arm_rows, decile_table, qini_curve, split_holdout, uplift_scores
 
 # Three control rows, three for offer "a", two for offer "b". Scores are the predicted
 # churn reduction; the outcome the metrics use is retention, y = 1 - churned.
@@ -34,6 +34,33 @@ def test_qini_and_auuc_per_offer_match_the_hand_computation() -> None:
     # Lift 0, .5, 1, 1/2, 2/3, 1/6; gain 0, .5, 2, 1.5, 8/3, 5/6, normalized by 5/6: sum 9.
     assert got["auuc_b"] == pytest.approx(9 / 6, abs=1e-12)
     assert set(got) == {"qini_a", "auuc_a", "qini_b", "auuc_b"}
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_qini_auuc_and_the_curve_are_causalmls_to_the_last_digit(ties: bool) -> None:
+    from causalml.metrics import auuc_score, get_qini, qini_score
+
+    rng = np.random.default_rng(7)
+    n = 4_000
+    treatment = rng.choice(["control", "a", "b"], n, p=[0.4, 0.3, 0.3]).astype(object)
+    churned = (rng.random(n) < 0.3).astype(int)
+    scores = {"a": rng.normal(size=n), "b": rng.normal(size=n)}
+    if ties:  # many equal scores: the order among them must be causalml's too
+        scores = {"a": np.round(scores["a"], 1), "b": rng.integers(0, 3, n).astype(float)}
+    uplift = pd.DataFrame({f"uplift_{arm}": s for arm, s in scores.items()})
+    got = uplift_scores(treatment, churned, uplift, "control", ["a", "b"])
+    for arm, score in scores.items():
+        mask = (treatment == "control") | (treatment == arm)
+        frame = pd.DataFrame({"y": 1 - churned[mask], "w": (treatment[mask] == arm).astype(int),
+                              "model": score[mask]})
+        kwargs = {"outcome_col": "y", "treatment_col": "w"}
+        assert got[f"qini_{arm}"] == pytest.approx(
+            float(qini_score(frame, normalize=True, **kwargs)["model"]), rel=1e-12, abs=1e-15)
+        assert got[f"auuc_{arm}"] == pytest.approx(
+            float(auuc_score(frame, normalize=True, **kwargs)["model"]), rel=1e-12, abs=1e-15)
+        np.testing.assert_allclose(
+            qini_curve(*arm_rows(treatment, churned, score, "control", arm)),
+            get_qini(frame, normalize=False, **kwargs)["model"].to_numpy(), rtol=1e-12)
 
 
 def test_a_model_that_finds_whom_the_offer_keeps_scores_above_a_reversed_one() -> None:

@@ -31,7 +31,7 @@ from . import __version__
 from .analysis import RctResult
 from .config import ExperimentConfig
 from .data import Dataset
-from .evaluation import NOBODY
+from .evaluation import NOBODY, arm_rows, qini_curve
 from .formatting import (
     Paragraph,
     Table,
@@ -317,15 +317,10 @@ def _plot_effects(rct: RctResult, path: Path) -> None:
 
 def _plot_qini(arm: str, treatment: np.ndarray, churned: np.ndarray, score: np.ndarray,
                control: str, learner: str, qini_score: float | None, path: Path) -> None:
-    from causalml.metrics import get_qini
-
-    mask = (treatment == control) | (treatment == arm)
-    frame = pd.DataFrame({"y": 1 - churned[mask].astype(int),
-                          "w": (treatment[mask] == arm).astype(int),
-                          "model": score[mask].astype(float)})
-    curve = get_qini(frame, outcome_col="y", treatment_col="w", normalize=False)["model"]
-    end = float(curve.iloc[-1])
-    values = curve.to_numpy() / abs(end) if end != 0 and math.isfinite(end) else curve.to_numpy()
+    rows = arm_rows(treatment, churned, score, control, arm)
+    curve = qini_curve(*rows)
+    end = float(curve[-1])
+    values = curve / abs(end) if end != 0 and math.isfinite(end) else curve
     share = np.arange(len(values)) / max(len(values) - 1, 1)
     # One point per customer is tens of thousands of vertices for a few hundred pixels:
     # slow to draw and to place the legend around, and no different to look at.
@@ -342,7 +337,7 @@ def _plot_qini(arm: str, treatment: np.ndarray, churned: np.ndarray, score: np.n
     ax.set_ylabel("cumulative extra customers kept\n(normalized: all targeted = ±1)"
                   if end != 0 else "cumulative extra customers kept")
     ax.set_title(f"Qini curve: {arm} vs control\n"
-                 f"{int(mask.sum()):,} held-out customers", fontsize=11)
+                 f"{rows[0].size:,} held-out customers", fontsize=11)
     ax.legend(loc="best")
     _save(fig, path)
 
@@ -563,10 +558,6 @@ def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: 
         _policy_section(training),
         _baseline_section(cfg, rct, training, baseline_churn_rate, baseline_source),
     ]
-    # causalml sets a global plot style when its metrics are first imported; imported
-    # inside the context, that style would replace ours for the plots drawn after it.
-    import causalml.metrics  # noqa: F401
-
     with style.context(_STYLE):
         sections.append(_Section(SECTIONS[4], _plots(folder, cfg, dataset, rct, training,
                                                          budget_curve)))
