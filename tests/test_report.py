@@ -253,14 +253,17 @@ def test_every_image_loads_in_headless_chromium(built: Built, tmp_path: Path) ->
     record_browser_check("report images")
 
 
-def test_plots_keep_their_style_when_causalml_is_first_imported_by_the_report(
+def test_plots_keep_their_style_when_a_caller_made_another_one_global(
         built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """causalml's metrics set a global style on import; the report's plots must not take it."""
+    """A notebook that imported causalml's metrics has its grey style global; not our plots."""
     import sys
 
     for name in [m for m in sys.modules if m.startswith("causalml.metrics")]:
-        monkeypatch.delitem(sys.modules, name)
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, it sets its style again
     with matplotlib.rc_context():
+        import causalml.metrics  # noqa: F401
+
+        assert matplotlib.rcParams["figure.facecolor"] != "white"
         write_report(tmp_path / "out", cfg=built.cfg, dataset=built.dataset, rct=built.rct,
                      training=built.training,
                      budget_curve=holdout_budget_curve(built.training, built.dataset, built.cfg))
