@@ -161,9 +161,18 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
     assert float(version.tags["policy_net_value_per_customer"]) == pytest.approx(
         run.data.metrics["policy_net_value_per_customer"], rel=1e-5)
     assert version.tags["recommended_policy"] == run.data.tags["recommended_policy"]
-    (row,) = compare_periods(client, run.info.experiment_id).rows  # customers had values
-    assert row.policy_net_value_per_customer == run.data.metrics[
-        "policy_net_value_per_customer"]
+    periods = compare_periods(client, run.info.experiment_id)
+    (row,) = periods.rows  # customers had values
+    net = "policy_net_value_per_customer"
+    assert (row.policy_net_value_per_customer, row.policy_net_value_per_customer_ci_low,
+            row.policy_net_value_per_customer_ci_high) == (
+        run.data.metrics[net], run.data.metrics[f"{net}_ci_low"],
+        run.data.metrics[f"{net}_ci_high"])
+    assert row.recommended_policy == run.data.tags["recommended_policy"]
+    (shown_row,) = periods.table().rows
+    assert shown_row[2] == run.data.tags["recommended_policy"]  # what the period recommends
+    value, low, high = (run.data.metrics[f"{net}{end}"] for end in ("", "_ci_low", "_ci_high"))
+    assert shown_row[6] == f"{value:,.2f} [{low:,.2f}, {high:,.2f}]"
     says = ("" if run.data.tags["recommended_policy"] == selected else
             f"; recommends {run.data.tags['recommended_policy']} instead (no model's policy "
             "was clearly better)")
@@ -260,6 +269,9 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
     assert result.exit_code == 0, result.output
     (period,) = json.loads(result.output)
     assert period["policy_net_value_per_customer"] is None
+    assert period["policy_net_value_per_customer_ci_low"] is None
+    assert period["policy_net_value_per_customer_ci_high"] is None
+    assert period["recommended_policy"] == run.data.tags["recommended_policy"]
     assert period["policy_churn_reduction"] == pytest.approx(
         run.data.metrics["policy_churn_reduction"])
 

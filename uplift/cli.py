@@ -464,7 +464,7 @@ def run(config: str, tracking_uri: str | None, period: str | None) -> None:
 @_common_options
 def compare(experiment: str | None, config_path: str | None, tracking_uri: str | None,
             fmt: str) -> None:
-    """One row per period: churn, the policy's churn reduction with CI, delta vs before."""
+    """One row per period: what it recommends, churn reduction and net value with CIs, deltas."""
     from .config import load_config
     from .tracking import compare_periods, open_client, resolve_tracking_uri
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
-from .formatting import Table, money, pct, pp
+from .formatting import Table, money, pct, pp, with_interval
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = "mlruns"
@@ -340,6 +340,7 @@ class PeriodRow:
     period: str
     run_id: str
     selected_learner: str
+    recommended_policy: str
     n_customers: float | None
     churn_rate_observed: float | None
     churn_rate_control: float | None
@@ -348,6 +349,8 @@ class PeriodRow:
     policy_churn_reduction_ci_low: float | None
     policy_churn_reduction_ci_high: float | None
     policy_net_value_per_customer: float | None
+    policy_net_value_per_customer_ci_low: float | None
+    policy_net_value_per_customer_ci_high: float | None
     baseline_churn_rate: float | None
     churn_reduction_vs_baseline: float | None
 
@@ -371,26 +374,24 @@ class ComparisonResult:
         return frame
 
     def table(self) -> Table:
-        """The periods as displayed: churn, the policy's estimate with CI, the changes."""
+        """The periods as displayed: what each recommends, its estimates with CIs, the changes."""
         rows = []
         for record in self.to_frame().to_dict("records"):
-            ci = (f"[{pp(record['policy_churn_reduction_ci_low'], '')}, "
-                  f"{pp(record['policy_churn_reduction_ci_high'], '')}]")
             customers = record["n_customers"]
             rows.append([
-                record["period"], record["selected_learner"],
+                record["period"], record["selected_learner"], record["recommended_policy"],
                 "" if _missing(customers) else f"{int(customers):,}",
                 pct(record["churn_rate_observed"], ""),
-                pp(record["policy_churn_reduction"], ""), ci if ci != "[, ]" else "",
-                money(record["policy_net_value_per_customer"], ""),
+                _with_ci(record, "policy_churn_reduction", pp),
+                _with_ci(record, "policy_net_value_per_customer", money),
                 pp(record["churn_reduction_vs_baseline"], ""),
                 pp(record.get("delta_churn_rate_observed"), ""),
                 pp(record.get("delta_policy_churn_reduction"), "")])
         return Table.build(
-            ["period", "learner", "customers", "observed churn", "policy churn reduction",
-             "CI", "net value / customer", "vs baseline", "change in observed churn",
-             "change in policy reduction"], rows, numeric=range(2, 10),
-            title=f"{self.experiment}: periods")
+            ["period", "learner", "recommends", "customers", "observed churn",
+             "policy churn reduction [CI]", "net value / customer [CI]", "vs baseline",
+             "change in observed churn", "change in policy reduction"], rows,
+            numeric=range(3, 10), title=f"{self.experiment}: periods")
 
     def to_markdown(self) -> str:
         """The periods as a Markdown table."""
@@ -399,6 +400,13 @@ class ComparisonResult:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _with_ci(record: Mapping[str, Any], name: str, fmt: Callable[[float | None], str]) -> str:
+    """A period's estimate ``name`` with its interval; empty when the run logged none."""
+    value, low, high = (None if _missing(record.get(key)) else record[key]
+                        for key in (name, f"{name}_ci_low", f"{name}_ci_high"))
+    return "" if value is None else with_interval(value, low, high, lambda x: fmt(x, ""))
 
 
 def compare_periods(client: Any, experiment_id: str, experiment: str = "") -> ComparisonResult:
@@ -412,10 +420,11 @@ def compare_periods(client: Any, experiment_id: str, experiment: str = "") -> Co
         period = run.data.tags.get("period")
         if period and period not in latest:
             latest[period] = run
-    names = [f.name for f in fields(PeriodRow)][3:]
+    names = [f.name for f in fields(PeriodRow)][4:]
     rows = tuple(
         PeriodRow(period=period, run_id=latest[period].info.run_id,
                   selected_learner=latest[period].data.tags.get("selected_learner", ""),
+                  recommended_policy=latest[period].data.tags.get("recommended_policy", ""),
                   **{name: _period_metric(latest[period], name) for name in names})
         for period in sorted(latest))
     return ComparisonResult(experiment, rows)
@@ -425,9 +434,11 @@ def _period_metric(run: Any, name: str) -> float | None:
     """A run's metric for the periods table; no net value for a run without customer values.
 
     A run whose config named no value column (no ``data.value`` param) valued a kept
-    customer at nothing, so its logged net value is only minus the offers' cost.
+    customer at nothing, so its logged net value (and its interval) is only minus the
+    offers' cost.
     """
-    if name == "policy_net_value_per_customer" and "data.value" not in run.data.params:
+    if (name.startswith("policy_net_value_per_customer")
+            and "data.value" not in run.data.params):
         return None
     return run.data.metrics.get(name)
 
