@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,14 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
     sources = re.findall(r'<img src="([^"]+)"', html)
     assert len(sources) == 8
     assert all(src.startswith("data:image/png;base64,") for src in sources)
+    # The report opens with what the run found, in the words of the command's summary.
+    opening = html[html.index("<h2>Summary</h2>"):html.index('<table class="meta">')]
+    findings = note.split("\n\n")[1].split("  \n")  # the description's sentences
+    findings[0] = findings[0][findings[0].index("Recommended policy (held-out estimate)"):]
+    assert findings[-1].startswith("Baseline churn")
+    for sentence in findings:
+        assert f">{escape(sentence)}</p>" in opening
+    assert f"<p>Selected learner: {escape(label)}" in opening
 
 
 def test_bad_config_creates_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

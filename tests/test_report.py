@@ -20,9 +20,16 @@ from PIL import Image
 from uplift.analysis import RctResult
 from uplift.config import ExperimentConfig
 from uplift.data import Dataset
+from uplift.formatting import Paragraph
 from uplift.models import churn_probabilities
 from uplift.policy import budget_curve, build_policy
-from uplift.report import SECTIONS, _baseline_section, _policy_section, write_report
+from uplift.report import (
+    SECTIONS,
+    SUMMARY,
+    _baseline_section,
+    _policy_section,
+    write_report,
+)
 from uplift.training import (
     BUDGET_POINTS,
     TrainingResult,
@@ -127,6 +134,28 @@ def test_html_has_the_sections_arms_and_is_self_contained(built: Built) -> None:
     assert "31.00%" in html_text  # the baseline
     policy = built.training.policy_estimate.churn_rate.value
     assert f"{100 * (0.31 - policy):+.2f} pp" in html_text  # churn reduction vs baseline
+
+
+def test_a_summary_given_opens_the_report_above_the_details(built: Built, tmp_path: Path
+                                                           ) -> None:
+    """The caller's findings come first, a warning marked as one; without them, none."""
+    assert f"<h2>{SUMMARY}</h2>" not in built.html_path.read_text()
+    summary = [Paragraph("Selected learner: s & t."), Paragraph("Estimated < 0.", "warn")]
+    cfg, dataset, training = built.cfg, built.dataset, built.training
+    html_path = write_report(tmp_path, cfg=cfg, dataset=dataset, rct=built.rct,
+                             training=training,
+                             budget_curve=holdout_budget_curve(training, dataset, cfg),
+                             run_id=RUN_ID, summary=summary)
+    html_text = html_path.read_text()
+    lead = html_text[html_text.index("</h1>"):html_text.index('<table class="meta">')]
+    assert lead.count("<h2>") == 1
+    assert f"<h2>{SUMMARY}</h2>" in lead
+    assert "<p>Selected learner: s &amp; t.</p>" in lead
+    assert '<p class="warn">Estimated &lt; 0.</p>' in lead
+    assert html_text.index('<table class="meta">') < html_text.index(f"<h2>{SECTIONS[0]}</h2>")
+    markdown = (tmp_path / "report.md").read_text()
+    assert markdown.index(f"\n## {SUMMARY}\n") < markdown.index("| field | value |") \
+        < markdown.index(f"\n## {SECTIONS[0]}\n")
 
 
 def test_the_readout_shows_the_adjusted_effects_beside_the_plain_ones(built: Built) -> None:

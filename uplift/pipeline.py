@@ -26,7 +26,7 @@ from .analysis import RctResult, analyze_dataset
 from .config import ExperimentConfig, load_config, parse_period, run_problems
 from .data import Dataset, load_dataset
 from .errors import ArgumentProblem, ConfigError, Problem
-from .formatting import gain, metric_with_interval, money, pct, pp
+from .formatting import Paragraph, gain, metric_with_interval, money, pct, pp
 from .offpolicy import VERSUS_SIMPLE
 from .tables import current_umask
 from .training import TrainingResult, holdout_budget_curve, train_models
@@ -234,7 +234,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         write_report(report_dir, cfg=cfg, dataset=dataset, rct=rct, training=training,
                      budget_curve=holdout_budget_curve(training, dataset, cfg),
                      baseline_churn_rate=baseline, baseline_source=baseline_source,
-                     run_id=run.run_id)
+                     run_id=run.run_id,
+                     summary=_report_summary(training, metrics, baseline_source))
         seconds["report"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -315,11 +316,26 @@ def _log_candidates(run: RunRecorder, training: TrainingResult, period: str) -> 
                       tables=tables, started=cand.started, seconds=cand.fit_seconds)
 
 
+def _findings(training: TrainingResult, metrics: dict[str, float], baseline_source: str
+              ) -> list[str]:
+    """What the run found, a sentence each: the policy's estimate, the comparisons."""
+    return outcome_lines(metrics, baseline_source, training.simple_label, training.caution,
+                         valued=training.valued)
+
+
+def _report_summary(training: TrainingResult, metrics: dict[str, float],
+                    baseline_source: str) -> list[Paragraph]:
+    """The report's opening: the model selected, what is recommended, and its findings."""
+    learner = _learner_label(training.chosen.display_name, training.selected)
+    return [Paragraph(f"Selected learner: {learner}{_recommends(training)}."),
+            *(Paragraph(f"{line}.", "warn" if line == training.caution else "")
+              for line in _findings(training, metrics, baseline_source))]
+
+
 def _description(cfg: ExperimentConfig, training: TrainingResult, metrics: dict[str, float],
                  baseline_source: str, experiment_id: str, run_id: str) -> str:
     """The run's description in MLflow: the config's, then what the run found."""
-    lines = outcome_lines(metrics, baseline_source, training.simple_label, training.caution,
-                          valued=training.valued)
+    lines = _findings(training, metrics, baseline_source)
     link = f"#/experiments/{experiment_id}/runs/{run_id}/artifactPath/report/report.html"
     parts = [cfg.description or "",
              f"**{training.chosen.display_name}** selected{_recommends(training)}. "

@@ -45,10 +45,11 @@ from .formatting import (
 from .models import uplift_column
 from .training import TrainingResult
 
-__all__ = ["SECTIONS", "write_report"]
+__all__ = ["SECTIONS", "SUMMARY", "write_report"]
 
 SECTIONS = ("RCT readout", "Candidate learners", "Recommended policy", "Baseline comparison",
             "Plots")
+SUMMARY = "Summary"  # the run's findings, above everything, when the caller gives them
 _CONTROL_COLOR, _ARM_COLOR, _MODEL_COLOR = "#d95f02", "#1f6fb4", "#1b9e77"
 _DPI = 110
 _CURVE_POINTS = 1_000  # vertices of a drawn curve, at most
@@ -96,14 +97,17 @@ def _data_uri(path: Path) -> str:
 
 
 def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Section],
-                 folder: Path) -> str:
+                 folder: Path, lead: list[_Section]) -> str:
     esc = html.escape
     out = ['<!DOCTYPE html>', '<html lang="en">', '<head>', '<meta charset="utf-8">',
            f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-           f"<h1>{esc(title)}</h1>", '<table class="meta">']
-    out += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta]
-    out.append("</table>")
-    for section in sections:
+           f"<h1>{esc(title)}</h1>"]
+    for section in [*lead, None, *sections]:
+        if section is None:  # the run's details, after the lead
+            out += ['<table class="meta">',
+                    *(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta),
+                    "</table>"]
+            continue
         out.append(f"<section>\n<h2>{esc(section.heading)}</h2>")
         for block in section.blocks:
             if isinstance(block, Paragraph):
@@ -129,9 +133,13 @@ def _render_html(title: str, meta: list[tuple[str, str]], sections: list[_Sectio
     return "\n".join(out)
 
 
-def _render_markdown(title: str, meta: list[tuple[str, str]], sections: list[_Section]) -> str:
-    out = [f"# {markdown_text(title)}", "", markdown_table(["field", "value"], meta).rstrip()]
-    for section in sections:
+def _render_markdown(title: str, meta: list[tuple[str, str]], sections: list[_Section],
+                     lead: list[_Section]) -> str:
+    out = [f"# {markdown_text(title)}"]
+    for section in [*lead, None, *sections]:
+        if section is None:  # the run's details, after the lead
+            out += [*([""] if out[-1] else []), markdown_table(["field", "value"], meta).rstrip()]
+            continue
         out += ["", f"## {markdown_text(section.heading)}", ""]
         for block in section.blocks:
             if isinstance(block, (Paragraph, Table)):
@@ -517,7 +525,8 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
 def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult,
                  training: TrainingResult, budget_curve: pd.DataFrame,
                  baseline_churn_rate: float | None = None,
-                 baseline_source: str | None = None, run_id: str | None = None) -> Path:
+                 baseline_source: str | None = None, run_id: str | None = None,
+                 summary: Sequence[Paragraph] = ()) -> Path:
     """Write the run report (HTML, Markdown, PNG plots and ``deciles.csv``) into a folder.
 
     Args:
@@ -532,6 +541,9 @@ def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: 
         baseline_churn_rate: Last period's churn rate; None when unknown.
         baseline_source: Where the baseline came from (e.g. a run id, or the config).
         run_id: The MLflow run the report belongs to.
+        summary: What the run found, in the words of its summary (the model, the policy
+            it recommends, its estimate, the comparisons); the report opens with it,
+            under ``SUMMARY``, above the run's details.
 
     Returns:
         The path of ``report.html``.
@@ -565,7 +577,9 @@ def write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: 
               for c in training.candidates if c.ok and c.deciles is not None]
     deciles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     deciles.to_csv(folder / "deciles.csv", index=False, lineterminator="\n")
-    (folder / "report.md").write_text(_render_markdown(title, meta, sections), encoding="utf-8")
+    lead = [_Section(SUMMARY, list(summary))] if summary else []
+    (folder / "report.md").write_text(_render_markdown(title, meta, sections, lead),
+                                      encoding="utf-8")
     path = folder / "report.html"
-    path.write_text(_render_html(title, meta, sections, folder), encoding="utf-8")
+    path.write_text(_render_html(title, meta, sections, folder, lead), encoding="utf-8")
     return path
