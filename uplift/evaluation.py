@@ -101,14 +101,22 @@ def qini_curve(retained: np.ndarray, offered: np.ndarray, score: np.ndarray) -> 
     After the top k rows: retained offered minus retained controls scaled to the number
     offered, the extra customers kept by targeting those k.
     """
-    n_offered, n_control, kept_offered, kept_control = _cumulative(retained, offered, score)
+    return _qini_of(*_cumulative(retained, offered, score))
+
+
+def _qini_of(n_offered: np.ndarray, n_control: np.ndarray, kept_offered: np.ndarray,
+             kept_control: np.ndarray) -> np.ndarray:
+    """:func:`qini_curve` from the cumulative counts of :func:`_cumulative`."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return _from_zero(kept_offered - kept_control * n_offered / n_control)
 
 
-def _gain_curve(retained: np.ndarray, offered: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """The cumulative gain curve (causalml's ``get_cumgain``): the lift in the top k, times k."""
-    n_offered, n_control, kept_offered, kept_control = _cumulative(retained, offered, score)
+def _gain_of(n_offered: np.ndarray, n_control: np.ndarray, kept_offered: np.ndarray,
+             kept_control: np.ndarray) -> np.ndarray:
+    """The cumulative gain curve (causalml's ``get_cumgain``): the lift in the top k, times k.
+
+    From the cumulative counts of :func:`_cumulative`.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         lift = _from_zero(kept_offered / n_offered - kept_control / n_control)
     return lift * np.arange(len(lift))
@@ -131,11 +139,11 @@ def uplift_scores(treatment: Sequence[str], churned: Sequence[int], uplift: pd.D
     churned = np.asarray(churned)
     out: dict[str, float] = {}
     for arm in arms:
-        rows = arm_rows(treatment, churned, uplift[uplift_column(arm)].to_numpy(), control,
-                         arm)
-        qini = _normalized(qini_curve(*rows))
+        counts = _cumulative(*arm_rows(treatment, churned,
+                                       uplift[uplift_column(arm)].to_numpy(), control, arm))
+        qini = _normalized(_qini_of(*counts))
         random = np.linspace(qini[0], qini[-1], len(qini))
-        gain = _normalized(_gain_curve(*rows))
+        gain = _normalized(_gain_of(*counts))
         out[f"qini_{arm}"] = float((np.nansum(qini) - random.sum()) / len(qini))
         out[f"auuc_{arm}"] = float(np.nansum(gain) / len(gain))
     return out
