@@ -25,7 +25,7 @@ import click
 
 from . import __version__
 from .errors import ArgumentError, InputError, Problem, UpliftWarning
-from .formatting import Paragraph, Table
+from .formatting import NO_NET_VALUE, Paragraph, Table
 
 _STATE = {"verbose": False, "quiet": False}
 
@@ -556,9 +556,8 @@ def export(customers: str, out: str, model_uri: str | None, config_path: str | N
     offers = ", ".join(f"{k} {v:,}" for k, v in m["offers"].items())
     _say(f"Scored {m['rows']:,} customers with {m['model_uri']} (version "
          f"{m['model_version'] or '-'}): {offers}; {m['holdout']:,} held out")
-    # Without a value column a kept customer is worth nothing: the "net value" is -cost.
     net = (f", expected net value {m['expected_net_value']:,.2f}" if m.get("value_column")
-           else " (no data.value: no net value)")
+           else f" {NO_NET_VALUE}")
     _say(f"Expected cost {m['expected_cost']:,.2f}{net}")
     _say(f"Wrote {result.path} and {result.manifest_path.name} in {result.seconds:.1f} s")
 

@@ -22,6 +22,11 @@ def pp(x: float | None, missing: str = "n/a") -> str:
     return f"{100 * x:+.2f} pp" if _finite(x) else missing
 
 
+# Said after a cost where a net value would stand: without ``data.value`` a kept customer
+# is worth nothing, so the "net value" would be minus the cost.
+NO_NET_VALUE = "(no data.value: no net value)"
+
+
 def money(x: float | None, missing: str = "n/a") -> str:
     """An amount with thousands separators and cents."""
     return f"{x:,.2f}" if _finite(x) else missing

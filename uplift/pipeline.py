@@ -26,7 +26,7 @@ from .analysis import RctResult, analyze_dataset
 from .config import ExperimentConfig, load_config, parse_period, run_problems
 from .data import Dataset, load_dataset
 from .errors import ArgumentProblem, ConfigError, Problem
-from .formatting import Paragraph, gain, metric_with_interval, money, pct, pp
+from .formatting import NO_NET_VALUE, Paragraph, gain, metric_with_interval, money, pct, pp
 from .offpolicy import VERSUS_SIMPLE
 from .tables import current_umask
 from .training import TrainingResult, holdout_budget_curve, train_models
@@ -116,7 +116,7 @@ def outcome_lines(metrics: dict[str, float], baseline_source: str,
                  f"cost {metric_with_interval(m, 'policy_cost_per_customer', money)}")
     policy = (f"Recommended policy (held-out estimate): churn {pct(m['policy_churn_rate'])}, "
               f"reduction {metric_with_interval(m, 'policy_churn_reduction', pp)}, "
-              f"{economics} per customer{'' if valued else ' (no data.value: no net value)'}")
+              f"{economics} per customer{'' if valued else ' ' + NO_NET_VALUE}")
     net, churn = VERSUS_SIMPLE["net_value"], VERSUS_SIMPLE["churn_reduction"]
     versus = [f"Against {simple_label} (the best policy that needs no model), same customers: "
               f"reduction {metric_with_interval(m, churn, pp)}"
