@@ -178,7 +178,11 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
             f"; recommends {run.data.tags['recommended_policy']} instead (no model's policy "
             "was clearly better)")
     named = label if label.startswith(selected) else f"{label} ({selected})"  # once
-    assert version.description.startswith(f"Period 2026-10, {named}{says}. "
+    # The versions table shows a description's first words: they give the policy's worth.
+    worth = f"Net value {run.data.metrics[net]:,.2f} per customer"
+    if run.data.tags["recommended_policy"] != selected:
+        worth += f": {run.data.tags['recommended_policy']}"
+    assert version.description.startswith(f"{worth}. Period 2026-10, {named}{says}. "
                                           "Recommended policy (held-out estimate)")
     assert run.data.tags["data_sha256"][:12] in version.description
     registered = client.get_registered_model("pipeline-model")
@@ -258,6 +262,8 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
     assert "policy_churn_reduction" in version.tags
     assert "policy_net_value_per_customer" not in version.tags
     assert "net value" not in version.description.replace("no net value", "")
+    reduction = client.get_run(version.run_id).data.metrics["policy_churn_reduction"]
+    assert version.description.startswith(f"Churn reduction {100 * reduction:+.2f} pp. ")
     run = client.get_run(version.run_id)
     children = client.search_runs([run.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{run.info.run_id}'")
@@ -458,6 +464,7 @@ def test_an_unproven_policy_is_replaced_by_nobody_and_the_run_says_why(
     version = client.get_model_version("pipeline-model", "1")
     assert version.tags["recommended_policy"] == "nobody"
     assert "; recommends nobody instead (the policy this run would" in version.description
+    assert version.description.startswith("Net value 0.00 per customer: offers to nobody. ")
 
 
 def test_the_outcome_lines_set_the_policy_against_the_best_simple_one_when_compared() -> None:
@@ -537,7 +544,8 @@ def test_a_policy_estimated_below_offering_nobody_gets_a_caution_wherever_it_is_
     assert losing.caution in result.summary_lines()
     # Where the version to promote is picked: the model version's description.
     version = _version_description(simulated_run.cfg, losing, metrics, simulated_run.dataset)
-    assert version.startswith(f"Period 2026-10, {losing.chosen.display_name}")
+    assert version.startswith(f"Net value -8.46 per customer. Period 2026-10, "
+                              f"{losing.chosen.display_name}")
     assert f" per customer. {losing.caution}. Trained on " in version
     assert "Caution" not in _version_description(simulated_run.cfg, replace(
         losing, objective="churn_reduction"), metrics, simulated_run.dataset)

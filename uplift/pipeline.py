@@ -26,6 +26,7 @@ from .analysis import RctResult, analyze_dataset
 from .config import ExperimentConfig, load_config, parse_period, run_problems
 from .data import Dataset, load_dataset
 from .errors import ArgumentProblem, ConfigError, Problem
+from .evaluation import NOBODY
 from .formatting import NO_NET_VALUE, Paragraph, gain, metric_with_interval, money, pct, pp
 from .offpolicy import VERSUS_SIMPLE
 from .tables import current_umask
@@ -351,13 +352,29 @@ def _recommends(training: TrainingResult) -> str:
     return f"; recommends {training.recommended_label} instead ({training.why_recommended})"
 
 
+def _headline(training: TrainingResult, metrics: dict[str, float]) -> str:
+    """The recommended policy's worth in a few words, and what it is when no model's."""
+    if training.valued and training.objective == "net_value":
+        figure = f"Net value {money(metrics['policy_net_value_per_customer'])} per customer"
+    else:
+        figure = f"Churn reduction {pp(metrics['policy_churn_reduction'])}"
+    if training.recommended == training.selected:
+        return figure
+    policy = "offers to nobody" if training.recommended == NOBODY else training.recommended_label
+    return f"{figure}: {policy}"
+
+
 def _version_description(cfg: ExperimentConfig, training: TrainingResult,
                          metrics: dict[str, float], dataset: Dataset) -> str:
-    """A model version's description: where it comes from and what its policy achieved."""
+    """A model version's description: what its policy is worth, where it comes from.
+
+    It opens with the objective's figure, because MLflow's table of versions, where the
+    version to promote is picked, shows only the description's first words.
+    """
     policy = outcome_lines(metrics, "", valued=training.valued)[0]
     caution = f" {training.caution}." if training.caution else ""
     learner = _learner_label(training.chosen.display_name, training.selected)
-    return (f"Period {cfg.period}, {learner}"
+    return (f"{_headline(training, metrics)}. Period {cfg.period}, {learner}"
             f"{_recommends(training)}. "
             f"{policy}.{caution} Trained on {dataset.n_rows:,} customers of {dataset.source} "
             f"(data sha256 {dataset.sha256[:12]}).")
