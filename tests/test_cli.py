@@ -314,6 +314,37 @@ BAD_INPUTS: list[tuple[str, Setup, list[str]]] = [
                     extra=("--from-run", "--tracking-uri", "sqlite:///nowhere.db")),
         ["--from-run: no MLflow store at sqlite:///", "nowhere.db"],
     ),
+    (
+        "learner-setting-misspelt",
+        with_config(("model.params", {"gam": {"CC": 0.1}}), command="run"),
+        ["config.yaml: model.params.gam.CC: not a setting of 'gam' (did you mean 'C'?)"],
+    ),
+    (
+        "lightgbm-setting-misspelt",
+        with_config(("model.params", {"s": {"n_estimatorz": 50}}), command="validate"),
+        ["config.yaml: model.params.s.n_estimatorz: not a setting of 's'",
+         "(did you mean 'n_estimators'?)"],
+    ),
+    (
+        "learner-seed-in-params",
+        with_config(("model.params", {"churn_risk": {"random_state": 3}}), command="run"),
+        ["config.yaml: model.params.churn_risk.random_state: set by the toolkit"],
+    ),
+    (
+        "tracking-uri-scheme",
+        args_only("compare", "--experiment", "demo", "--tracking-uri", "foo://bar"),
+        ["--tracking-uri: MLflow cannot keep runs at 'foo://bar': unknown scheme 'foo'"],
+    ),
+    (
+        "config-tracking-uri-scheme",
+        with_config(("tracking.uri", "s3://bucket/runs"), command="run"),
+        ["config.yaml: tracking.uri: MLflow cannot keep runs at 's3://bucket/runs'"],
+    ),
+    (
+        "yaml-no-read-as-false",
+        with_config(("control", False), command="validate"),
+        ["config.yaml: control: must be a non-empty text value, got False", "quote it"],
+    ),
     ("unknown-option", with_config(extra=("--colour",)), ["--colour"]),
     ("unknown-command", args_only("analyse", "config.yaml"), ["analyse"]),
 ]
@@ -756,3 +787,20 @@ def test_design_from_run_reads_the_last_runs_reductions(
     assert bad.exit_code == 2
     assert bad.stderr.startswith(f"Error: --from-run: run {run.info.run_id} logged no "
                                  "variance_reduction_<arm>")
+
+
+def test_ui_refuses_a_port_another_server_listens_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = CliRunner().invoke(cli, ["ui", "--port", str(port), "--tracking-uri",
+                                          f"sqlite:///{tmp_path}/mlflow.db"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: --port: cannot serve on 127.0.0.1:{port} ")
+    assert "choose another --port" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no store created, no server started

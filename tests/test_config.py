@@ -164,6 +164,8 @@ def test_load_config_raises_first_problem_and_count(tmp_path: Path) -> None:
         ("name: [unclosed\n", "line 2: invalid YAML"),
         ("", "expected a mapping of keys, the file is empty"),
         ("- a\n- b\n", "expected a mapping of keys, the file is a list"),
+        ("name: a\npolicy:\n  budget: 1\n  budget: 2\n",
+         "line 4: invalid YAML: duplicate key 'budget'"),
     ],
 )
 def test_unreadable_config_files(tmp_path: Path, text: str, expected: str) -> None:

@@ -328,6 +328,9 @@ def test_an_empty_customer_table_gives_an_empty_file(store: Store, tmp_path: Pat
     assert len(frame) == 0
     assert result.manifest["rows"] == 0
     assert result.manifest["offers"] == dict.fromkeys(["control", *ARMS], 0)
+    # No customers, no population to compare with the training rows: no drift measured.
+    assert result.manifest["psi"] == {}
+    assert result.drifted == []
 
 
 def test_date_in_the_output_name(store: Store, tmp_path: Path) -> None:

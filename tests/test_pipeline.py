@@ -227,6 +227,10 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
     path = write_config(tmp_path)
     mapping = yaml.safe_load(path.read_text())
     del mapping["data"]["value"]
+    # Trained on a file, as on real data (which the export must not need later).
+    simulate_customers(5000, 8).customers.to_csv(tmp_path / "train.csv", index=False)
+    mapping["data"] = {**mapping["data"], "path": "train.csv", "id": "customer_id"}
+    del mapping["data"]["simulate"]
     path.write_text(yaml.safe_dump(mapping))
     need_value = ("Error: config.yaml: data.value: a value column (monthly revenue) is needed "
                   "for policy.objective net_value; name it, or use policy.objective "
@@ -272,15 +276,23 @@ def test_a_run_without_a_value_column_is_refused_before_the_store_when_it_needs_
         assert "net value" not in child.data.tags["mlflow.note.content"]
     # (the revenue column is only a feature here: the config names no value column)
     customers = simulate_customers(2000, 9).customers.drop(columns=["arm", "churned"])
-    customers.to_csv(tmp_path / "customers.csv", index=False)
-    result = CliRunner().invoke(cli, ["export", "--customers", "customers.csv", "--out",
+    customers.to_csv(tmp_path / "to_score.csv", index=False)
+    # Scoring, comparing and promoting need the config, not the table it trained on.
+    (tmp_path / "train.csv").rename(tmp_path / "archived.csv")
+    result = CliRunner().invoke(cli, ["export", "--customers", "to_score.csv", "--out",
                                       "recs.csv", "--model", "models:/pipeline-model@candidate"])
     assert result.exit_code == 0, result.output
     assert "(no data.value: no net value)" in result.output
     manifest = json.loads((tmp_path / "recs.csv.manifest.json").read_text())
     assert manifest["value_column"] is None
-    result = CliRunner().invoke(cli, ["compare", "--experiment", "pipeline-test",
-                                      "--format", "json"])
+    assert manifest["rows"] == 2000
+    result = CliRunner().invoke(cli, ["export", "--customers", "to_score.csv", "--out",
+                                      "again.csv", "--config", "config.yaml",
+                                      "--model", "models:/pipeline-model@candidate"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "recs.csv").read_bytes()
+    assert CliRunner().invoke(cli, ["validate", "config.yaml"]).exit_code == 2  # it reads it
+    result = CliRunner().invoke(cli, ["compare", "--config", "config.yaml", "--format", "json"])
     assert result.exit_code == 0, result.output
     (period,) = json.loads(result.output)
     assert period["policy_net_value_per_customer"] is None

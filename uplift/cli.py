@@ -211,7 +211,7 @@ def simulate(customers: int, seed: int, out: str, truth: str | None, period: str
         raise ArgumentError(problems)
     kwargs: dict[str, Any] = {"period": period}
     if config_path is not None:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path, data_file=False)
         kwargs = {"period": period or cfg.period, "arms": [(a.name, a.kind) for a in cfg.arms],
                   "allocation": cfg.allocation, "control": cfg.control}
     with step(f"Simulating {customers:,} customers", _progress()):
@@ -469,7 +469,7 @@ def compare(experiment: str | None, config_path: str | None, tracking_uri: str |
     from .tracking import compare_periods, open_client, resolve_tracking_uri
 
     _quiet_mlflow()
-    cfg = load_config(config_path) if config_path else None
+    cfg = load_config(config_path, data_file=False) if config_path else None
     name = experiment or (cfg.name if cfg else None)
     if name is None:
         raise ArgumentError(Problem(None, "--experiment", "give --experiment or --config"))
@@ -507,7 +507,7 @@ def promote(version: str | None, run_id: str | None, config_path: str | None,
     if version is not None and run_id is not None:
         raise ArgumentError(Problem(None, "--version", "give --version or --run, not both"))
     _quiet_mlflow()
-    cfg = load_config(config_path) if config_path else None
+    cfg = load_config(config_path, data_file=False) if config_path else None
     name = cfg.tracking.registered_model if cfg else "retention-uplift"
     client = open_client(resolve_tracking_uri(tracking_uri, cfg))
     promoted = promote_version(client, name, version=version, run_id=run_id)
@@ -576,8 +576,9 @@ def ui(config_path: str | None, tracking_uri: str | None, port: int) -> None:
     from .config import load_config
     from .tracking import artifact_root, open_client, resolve_tracking_uri, ui_address
 
-    cfg = load_config(config_path) if config_path else None
+    cfg = load_config(config_path, data_file=False) if config_path else None
     uri = resolve_tracking_uri(tracking_uri, cfg)
+    _check_port_free(port)
     _quiet_mlflow()
     address = ui_address(open_client(uri), port, cfg.name if cfg else None)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
@@ -588,6 +589,23 @@ def ui(config_path: str | None, tracking_uri: str | None, port: int) -> None:
     _say(f"MLflow UI for {uri} at {address} (Ctrl-C to stop)")
     sys.stdout.flush()
     raise SystemExit(subprocess.call(command))
+
+
+def _check_port_free(port: int) -> None:
+    """Refuse a port another server listens on: the address printed would show its pages.
+
+    MLflow's server would only log the failed bind and exit with status 0.
+    """
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ArgumentError(Problem(None, "--port", (
+                f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); another server "
+                "may be listening there: choose another --port"))) from None
 
 
 def main() -> None:

@@ -225,11 +225,38 @@ class BaselineConfig(_Model):
     churn_rate: float | None = Field(default=None, ge=0, le=1)
 
 
+# The schemes of the stores MLflow keeps runs and registered models in; a database URI's
+# driver suffix (``postgresql+psycopg2``) does not count.
+TRACKING_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql",
+                    "databricks", "databricks-uc", "uc")
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why MLflow cannot keep runs at ``uri`` (an unknown scheme), or None.
+
+    Checked before anything runs: MLflow would only fail when the run is to be logged.
+    A plain path (no scheme, or a drive letter) is a local folder, which MLflow takes.
+    """
+    scheme = uri.partition("://")[0].split("+")[0].lower() if "://" in uri else ""
+    if scheme in ("", *TRACKING_SCHEMES) or len(scheme) == 1:
+        return None
+    return (f"MLflow cannot keep runs at {uri!r}: unknown scheme {scheme!r} (use "
+            f"{', '.join(s + '://' for s in TRACKING_SCHEMES)} or a folder)")
+
+
 class TrackingConfig(_Model):
     """MLflow store and registered model name."""
 
     uri: str | None = None
     registered_model: str = Field(default="retention-uplift", min_length=1)
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        problem = None if value is None else tracking_uri_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class ExperimentConfig(_Model):
@@ -306,6 +333,26 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return rel if not rel.startswith("..") else str(path)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping.
+
+    Plain YAML keeps the last of two equal keys, so a setting written twice would be
+    silently replaced by the one further down.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            if isinstance(key, typing.Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
     """Read and parse a YAML config file into a mapping; raise ConfigError if impossible."""
     shown = str(path)
@@ -319,7 +366,7 @@ def read_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], byte
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(Problem(shown, "", f"cannot read the file ({exc})")) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
@@ -332,7 +379,8 @@ def read_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], byte
 
 
 def check_config(
-    raw: Mapping[str, Any], source: str | None = None, base_dir: Path | None = None
+    raw: Mapping[str, Any], source: str | None = None, base_dir: Path | None = None,
+    *, data_file: bool = True,
 ) -> tuple[ExperimentConfig | None, list[Problem]]:
     """Validate a parsed config mapping; return the config (or None) and every problem found.
 
@@ -340,6 +388,8 @@ def check_config(
         raw: The parsed YAML mapping.
         source: The config file as the user named it, used in problem messages.
         base_dir: Folder that relative ``data.path`` values are resolved against.
+        data_file: Whether ``data.path`` must exist. Scoring with a model needs its
+            economics, not the table it was trained on, which may since have moved.
     """
     try:
         cfg = ExperimentConfig.model_validate(raw)
@@ -349,30 +399,32 @@ def check_config(
     if base_dir is not None and cfg.data.path is not None:
         resolved = (base_dir / Path(cfg.data.path).expanduser()).resolve()
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(resolved)})})
-    problems = _semantic_problems(cfg, source)
+    problems = _semantic_problems(cfg, source, data_file=data_file)
     return (None if problems else cfg), problems
 
 
 def collect_config_problems(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str], *, data_file: bool = True,
 ) -> tuple[ExperimentConfig | None, list[Problem]]:
     """Load a config file, returning it (if valid) and every problem found, without raising."""
     try:
         raw, raw_bytes = read_config_file(path)
     except ConfigError as exc:
         return None, exc.problems
-    cfg, problems = check_config(raw, str(path), Path(path).resolve().parent)
+    cfg, problems = check_config(raw, str(path), Path(path).resolve().parent,
+                                 data_file=data_file)
     if cfg is not None:
         cfg._source = str(path)
         cfg._sha256 = hashlib.sha256(raw_bytes).hexdigest()
     return cfg, problems
 
 
-def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
+def load_config(path: str | os.PathLike[str], *, data_file: bool = True) -> ExperimentConfig:
     """Load and validate an experiment config file.
 
     Args:
         path: The YAML file. Relative paths inside it are resolved against its folder.
+        data_file: Whether ``data.path`` must exist (see :func:`check_config`).
 
     Returns:
         The validated config, with ``data.path`` absolute and the file's sha256 kept.
@@ -380,7 +432,7 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
     Raises:
         ConfigError: naming the file and key of the first problem (and how many more).
     """
-    cfg, problems = collect_config_problems(path)
+    cfg, problems = collect_config_problems(path, data_file=data_file)
     if problems or cfg is None:
         raise ConfigError(problems or [Problem(str(path), "", "invalid config")])
     return cfg
@@ -389,7 +441,8 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
 # --------------------------------------------------------------------------- problems
 
 
-def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Problem]:
+def _semantic_problems(cfg: ExperimentConfig, source: str | None, *, data_file: bool = True
+                       ) -> list[Problem]:
     """Checks across keys that pydantic's per-field validation cannot express."""
     out: list[Problem] = []
 
@@ -403,7 +456,7 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Proble
         path = Path(data.path)
         if not any(path.name.lower().endswith(s) for s in DATA_SUFFIXES):
             add("data.path", f"must end in .csv, .csv.gz or .parquet, got {path.name!r}")
-        elif not path.is_file():
+        elif data_file and not path.is_file():
             add("data.path", f"file not found: {display_path(path)}")
     roles = {"id": data.id, "treatment": data.treatment, "outcome": data.outcome}
     if data.value is not None:
@@ -459,13 +512,13 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None) -> list[Proble
 def run_problems(cfg: ExperimentConfig) -> list[Problem]:
     """What a run (models and a policy) needs of a valid config beyond what a readout needs.
 
-    Without monthly revenue (``data.value``) no kept customer has a value and no discount
-    has a cost: the net-value objective means nothing and a revenue-share offer would
-    look free.
+    Every setting under ``model.params`` must be one its learner takes. Without monthly
+    revenue (``data.value``) no kept customer has a value and no discount has a cost: the
+    net-value objective means nothing and a revenue-share offer would look free.
     """
+    out = _settings_problems(cfg)
     if cfg.data.value is not None:
-        return []
-    out: list[Problem] = []
+        return out
     if cfg.policy.objective == "net_value":
         out.append(Problem(cfg.source, "data.value", (
             "a value column (monthly revenue) is needed for policy.objective net_value; "
@@ -476,6 +529,28 @@ def run_problems(cfg: ExperimentConfig) -> list[Problem]:
                 f"{arm.name!r} costs a share of monthly revenue, which needs data.value "
                 "(the revenue column); without it the offer would look free")))
     return out
+
+
+def _settings_problems(cfg: ExperimentConfig) -> list[Problem]:
+    """Settings under ``model.params`` that their learner's models do not take."""
+    from .learners import unknown_settings
+
+    out = []
+    for learner, params in cfg.model.params.items():
+        for key, why in unknown_settings(learner, cfg.model.base, params).items():
+            out.append(Problem(cfg.source, f"model.params.{learner}.{key}",
+                               f"{why}{did_you_mean(key, _setting_choices(learner, cfg))}"))
+    return out
+
+
+def _setting_choices(learner: str, cfg: ExperimentConfig) -> list[str]:
+    """The settings to suggest in place of a misspelt one: the learner's defaults."""
+    from .learners import learner_settings
+
+    if learner == "churn_risk":
+        learner = "t"
+    return [key.partition(".")[2] for key in learner_settings(learner, cfg.model.base)
+            if "." in key]
 
 
 def _cuped_problems(cfg: ExperimentConfig, source: str | None) -> list[Problem]:
@@ -655,6 +730,8 @@ def _problems_from_validation(
             message = f"must be {whole}, got {_describe(value)}"
         elif kind in ("string_type", "string_too_short"):
             message = f"must be a non-empty text value, got {_describe(value)}"
+            if isinstance(value, bool):  # YAML reads yes / no / on / off unquoted as booleans
+                message += " (YAML reads an unquoted yes, no, on or off as true or false: quote it)"
         elif kind in ("list_type", "too_short"):
             message = (
                 "must be a non-empty list" if kind == "too_short"

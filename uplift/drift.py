@@ -93,7 +93,13 @@ class DriftMonitor:
         return self
 
     def psi(self) -> dict[str, float]:
-        """PSI per feature, in the profile's order."""
+        """PSI per feature, in the profile's order; none when no customer was counted.
+
+        An empty population has no shares to compare, and the floor would otherwise make
+        every feature look shifted.
+        """
+        if not any(counts.sum() for counts in self.counts_.values()):
+            return {}
         return {name: psi(np.asarray(entry["shares"]), self.counts_[name])
                 for name, entry in self.profile.items()}
 

@@ -22,10 +22,11 @@ Choices made here, and why:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -161,6 +162,53 @@ def base_regressor(base: BaseName, seed: int, n_jobs: int = 1, *, effect: bool =
         defaults = _XGB_EFFECT if effect else _XGB_OUTCOME
         return XGBRegressor(**{**defaults, **params}, random_state=seed, n_jobs=n_jobs)
     raise ValueError(f"unknown base model {base!r}; use 'lightgbm' or 'xgboost'")
+
+
+# Set by the toolkit for every model (from model.seed and the machine), never by params.
+_OWN_SETTINGS = frozenset({"control_name", "categorical", "seed", "random_state", "n_jobs",
+                           "joblib_prefer", "learner"})
+
+
+def unknown_settings(name: str, base: BaseName, params: Mapping[str, Any]) -> dict[str, str]:
+    """The keys of ``params`` that learner ``name`` (or ``churn_risk``) does not take, and why.
+
+    A misspelt setting would otherwise fail the run after its first fits (the additive
+    learner's and the trees' constructors refuse it), or be ignored with no more than a
+    LightGBM log line. XGBoost's settings are not checked: it takes any booster
+    parameter and says which it did not use.
+    """
+    allowed = _setting_names(name, base)
+    out = {}
+    for key in params:
+        if key in _OWN_SETTINGS:
+            out[key] = "set by the toolkit (from model.seed, the data and the machine)"
+        elif allowed is not None and key not in allowed:
+            out[key] = f"not a setting of {name!r}"
+    return out
+
+
+def _setting_names(name: str, base: BaseName) -> frozenset[str] | None:
+    """What learner ``name``'s models take as settings; None when that cannot be told."""
+    if name == "gam":
+        return frozenset(inspect.signature(AdditiveSClassifier).parameters)
+    if name in TREE_LEARNERS:
+        from causalml.inference.tree import UpliftRandomForestClassifier, UpliftTreeClassifier
+
+        tree = UpliftRandomForestClassifier if name == "uplift_forest" else UpliftTreeClassifier
+        return frozenset(inspect.signature(tree).parameters)
+    if base != "lightgbm":
+        return None
+    from lightgbm import LGBMClassifier
+
+    names = set(LGBMClassifier().get_params())
+    try:  # LightGBM's own parameters and their aliases, as its C library lists them
+        from lightgbm.basic import _ConfigAliases
+
+        for canonical, aliases in _ConfigAliases._get_all_param_aliases().items():
+            names.update([canonical, *aliases])
+    except (ImportError, AttributeError):
+        return None
+    return frozenset(names)
 
 
 def learner_settings(name: LearnerName, base: BaseName, params: dict[str, Any] | None = None

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, tracking_uri_problem
+from .errors import ArgumentError, ArgumentProblem, Problem
 from .formatting import Table, money, pct, pp, with_interval
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
@@ -119,9 +120,14 @@ def resolve_tracking_uri(option: str | None, cfg: ExperimentConfig | None = None
     A relative sqlite path is made absolute against the working directory: MLflow
     caches stores by URI, so a relative one would follow the first directory used.
     """
-    for candidate in (option, os.environ.get("MLFLOW_TRACKING_URI"),
-                      cfg.tracking.uri if cfg is not None else None, DEFAULT_TRACKING_URI):
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    for candidate, problem in ((option, ArgumentProblem), (env, Problem),
+                               (cfg.tracking.uri if cfg is not None else None, None)):
         if candidate:
+            reason = tracking_uri_problem(candidate) if problem is not None else None
+            if reason:  # a config's tracking.uri was checked when the config was read
+                where = "tracking_uri" if problem is ArgumentProblem else "MLFLOW_TRACKING_URI"
+                raise ArgumentError(problem(None, where, reason))
             return _absolute_sqlite(candidate)
     return _absolute_sqlite(DEFAULT_TRACKING_URI)
 

@@ -130,7 +130,7 @@ def economics_config(config_text: str, model_uri: str, arms: Sequence[str],
         cfg = override
     else:
         cfg, problems = check_config(yaml.safe_load(config_text),
-                                     f"{model_uri} (experiment.yaml)", None)
+                                     f"{model_uri} (experiment.yaml)", None, data_file=False)
         if cfg is None:
             raise ConfigError(problems)
     if cfg.data.id is None:
@@ -183,7 +183,8 @@ def export_recommendations(
     advance = advance or (lambda _: None)
     target = resolve_out(out, today)
     source = _check_arguments(customers, target, holdout, engine, chunk_size)
-    override = load_config(config) if config is not None else None
+    # Scoring needs the economics and limits, not the table the model was trained on.
+    override = load_config(config, data_file=False) if config is not None else None
     uri = tracking.resolve_tracking_uri(tracking_uri, override)
     name = (override.tracking.registered_model if override is not None
             else TrackingConfig().registered_model)
