@@ -467,6 +467,8 @@ def test_cli_export_prints_a_summary(store: Store, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Scored 20,000 customers" in result.output
     assert (tmp_path / "out" / "recs.csv.manifest.json").is_file()
+    out = tmp_path / "out" / "recs.csv"
+    assert f"Wrote {out} and {out}.manifest.json in " in result.output
 
 
 # --------------------------------------------------------------------------- crashes

@@ -296,3 +296,34 @@ def test_register_uses_the_clients_store_not_the_global_one(
     assert not (tmp_path / "elsewhere.db").exists()
     alias = registered.client.get_model_version_by_alias("registry-elsewhere", "candidate")
     assert alias.run_id == registered.run_id
+
+
+def test_experiments_sharing_a_registered_model_are_warned_and_not_crossed(
+        tmp_path: Path) -> None:
+    import warnings
+
+    from mlflow import MlflowClient
+
+    from uplift.errors import ArgumentError, UpliftWarning
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = {}
+    for experiment in ("churn-offers", "onboarding"):
+        run = client.create_run(client.create_experiment(experiment))
+        client.set_terminated(run.info.run_id)
+        runs[experiment] = run.info.run_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the first registration has no one to displace
+        registry.register(client, f"runs:/{runs['churn-offers']}/model", "shared",
+                          runs["churn-offers"])
+    with pytest.warns(UpliftWarning, match=r"its 'candidate' was version 1 of experiment "
+                                           r"'churn-offers' and is now this run's"):
+        registry.register(client, f"runs:/{runs['onboarding']}/model", "shared",
+                          runs["onboarding"])
+    # The candidate is now the other experiment's: promoting it for churn-offers is refused.
+    with pytest.raises(ArgumentError, match=r"version 2 of 'shared' was trained in "
+                                            r"experiment 'onboarding', not 'churn-offers'"):
+        registry.promote(client, "shared", experiment="churn-offers")
+    first = registry.promote(client, "shared", version="1", experiment="churn-offers")
+    assert (first.version, first.previous) == ("1", None)  # the refusal moved nothing
+    assert registry.promote(client, "shared", experiment="onboarding").version == "2"

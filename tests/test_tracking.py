@@ -174,3 +174,22 @@ def test_the_schema_sample_gives_the_whole_tables_types() -> None:
     assert sample["late_number"].notna().any()
     assert infer_signature(sample).inputs == infer_signature(frame).inputs
     assert infer_signature(frame.head(100)).inputs != infer_signature(frame).inputs
+
+
+def test_compared_periods_count_whole_customers_and_change_without_float_noise() -> None:
+    from uplift.tracking import ComparisonResult, PeriodRow
+
+    def period(name: str, customers: float | None, churn: float, reduction: float
+               ) -> PeriodRow:
+        return PeriodRow(name, "r" + name, "s", "s", customers, churn, 0.3, 0.25, reduction,
+                         None, None, None, None, None, None, None)
+
+    # As logged (six significant digits): the plain differences are 0.01458 and -0.0121.
+    result = ComparisonResult("e", (period("2026-09", 50000.0, 0.26586, 0.0565049),
+                                    period("2026-10", 20000.0, 0.28044, 0.0444049),
+                                    period("2026-11", None, 0.28044, 0.0444049)))
+    lines = result.to_frame().to_csv(index=False).splitlines()
+    assert [line.split(",")[4] for line in lines[1:]] == ["50000", "20000", ""]
+    assert lines[2].endswith(",0.01458,-0.0121")
+    assert lines[3].endswith(",0.0,0.0")
+    assert [row[3] for row in result.table().rows] == ["50,000", "20,000", ""]

@@ -510,7 +510,8 @@ def promote(version: str | None, run_id: str | None, config_path: str | None,
     cfg = load_config(config_path, data_file=False) if config_path else None
     name = cfg.tracking.registered_model if cfg else "retention-uplift"
     client = open_client(resolve_tracking_uri(tracking_uri, cfg))
-    promoted = promote_version(client, name, version=version, run_id=run_id)
+    promoted = promote_version(client, name, version=version, run_id=run_id,
+                               experiment=cfg.name if cfg else None)
     _say(promoted.describe())
 
 
@@ -559,7 +560,7 @@ def export(customers: str, out: str, model_uri: str | None, config_path: str | N
     net = (f", expected net value {m['expected_net_value']:,.2f}" if m.get("value_column")
            else f" {NO_NET_VALUE}")
     _say(f"Expected cost {m['expected_cost']:,.2f}{net}")
-    _say(f"Wrote {result.path} and {result.manifest_path.name} in {result.seconds:.1f} s")
+    _say(f"Wrote {result.path} and {result.manifest_path} in {result.seconds:.1f} s")
 
 
 @cli.command()

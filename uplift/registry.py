@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +22,14 @@ import pandas as pd
 
 from .data import Dataset
 from .drift import profile_features
-from .errors import ArgumentProblem, ModelNotFoundError, Problem, first_line
+from .errors import (
+    ArgumentError,
+    ArgumentProblem,
+    ModelNotFoundError,
+    Problem,
+    UpliftWarning,
+    first_line,
+)
 from .models import RetentionModel, uplift_column
 
 MODEL_ARTIFACT = "model"
@@ -201,6 +209,7 @@ def register(client: Any, model_uri: str, name: str, run_id: str, alias: str = C
             raise
         if not client.get_registered_model(name).description:
             client.update_registered_model(name, description=MODEL_DESCRIPTION)
+    _warn_if_shared(client, name, alias, run_id)
     with use_store(client.tracking_uri):
         version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags,
                                               description=description, model_id=model_id)
@@ -234,8 +243,13 @@ class Promotion:
 
 
 def promote(client: Any, name: str, *, version: str | None = None,
-            run_id: str | None = None) -> Promotion:
-    """Point ``champion`` at a version (given, or the one from ``run_id``, else the candidate)."""
+            run_id: str | None = None, experiment: str | None = None) -> Promotion:
+    """Point ``champion`` at a version (given, or the one from ``run_id``, else the candidate).
+
+    With ``experiment`` (the config's name) a version trained in another experiment is
+    refused: experiments that share a registered model's name take turns at its
+    ``candidate``, and the champion of one would score the other's customers.
+    """
     if version is None and run_id is not None:
         if not re.fullmatch(r"[0-9A-Za-z_-]+", run_id):
             raise ModelNotFoundError(ArgumentProblem(None, "run_id",
@@ -258,6 +272,8 @@ def promote(client: Any, name: str, *, version: str | None = None,
     except Exception:  # noqa: BLE001
         raise ModelNotFoundError(ArgumentProblem(None, "version",
                                                  f"{name!r} has no version {version}")) from None
+    if experiment is not None:
+        _check_experiment(client, name, version, experiment)
     try:
         previous: str | None = str(client.get_model_version_by_alias(name, CHAMPION).version)
     except Exception:  # noqa: BLE001 - no champion yet
@@ -266,6 +282,37 @@ def promote(client: Any, name: str, *, version: str | None = None,
     chosen = client.get_model_version(name, version)
     return Promotion(name=name, version=version, previous=previous, run_id=chosen.run_id,
                      period=(chosen.tags or {}).get("period"))
+
+
+def _experiment_of(client: Any, run_id: str | None) -> str | None:
+    """The name of the experiment ``run_id`` belongs to (None if that cannot be told)."""
+    try:
+        return client.get_experiment(client.get_run(run_id).info.experiment_id).name
+    except Exception:  # noqa: BLE001 - no run, or a run deleted since
+        return None
+
+
+def _warn_if_shared(client: Any, name: str, alias: str, run_id: str) -> None:
+    """Warn when ``alias`` moves away from another experiment's version of ``name``."""
+    try:
+        current = client.get_model_version_by_alias(name, alias)
+    except Exception:  # noqa: BLE001 - mlflow raises its own type for a missing alias
+        return
+    other, this = _experiment_of(client, current.run_id), _experiment_of(client, run_id)
+    if other is not None and this is not None and other != this:
+        warnings.warn(f"registered model {name!r}: its '{alias}' was version "
+                      f"{current.version} of experiment {other!r} and is now this run's "
+                      f"({this!r}); give each experiment its own tracking.registered_model",
+                      UpliftWarning, stacklevel=3)
+
+
+def _check_experiment(client: Any, name: str, version: str, experiment: str) -> None:
+    """Refuse a version whose run belongs to an experiment other than ``experiment``."""
+    source = _experiment_of(client, client.get_model_version(name, version).run_id)
+    if source is not None and source != experiment:
+        raise ArgumentError(Problem(None, "tracking.registered_model", (
+            f"version {version} of {name!r} was trained in experiment {source!r}, not "
+            f"{experiment!r}; give each experiment its own tracking.registered_model")))
 
 
 @dataclass(frozen=True)

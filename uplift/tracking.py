@@ -371,12 +371,15 @@ class ComparisonResult:
     def to_frame(self) -> pd.DataFrame:
         """One row per period: every field, then the changes from the previous period.
 
-        The changes are ``delta_churn_rate_observed`` and ``delta_policy_churn_reduction``.
+        The changes are ``delta_churn_rate_observed`` and ``delta_policy_churn_reduction``,
+        rounded off the float noise of subtracting two logged figures; customer counts
+        are whole numbers.
         """
         frame = pd.DataFrame([asdict(r) for r in self.rows])
         if not frame.empty:
-            frame["delta_churn_rate_observed"] = frame["churn_rate_observed"].diff()
-            frame["delta_policy_churn_reduction"] = frame["policy_churn_reduction"].diff()
+            frame["n_customers"] = frame["n_customers"].round().astype("Int64")
+            for name in ("churn_rate_observed", "policy_churn_reduction"):
+                frame[f"delta_{name}"] = frame[name].diff().round(12)
         return frame
 
     def table(self) -> Table:
@@ -405,7 +408,7 @@ class ComparisonResult:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _with_ci(record: Mapping[str, Any], name: str, fmt: Callable[[float | None], str]) -> str:
