@@ -429,6 +429,7 @@ def test_a_failed_copy_leaves_the_previous_report(tmp_path: Path,
 def test_a_notebook_run_can_keep_the_report_elsewhere_or_only_in_mlflow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from uplift.errors import ArgumentError
     from uplift.pipeline import run_experiment
 
     monkeypatch.chdir(tmp_path)
@@ -437,6 +438,12 @@ def test_a_notebook_run_can_keep_the_report_elsewhere_or_only_in_mlflow(
                           model={"learners": ["s"], "ensemble": False,
                                  "params": small_params("s")})
     uri = f"sqlite:///{tmp_path / 'store.db'}"
+    # A report folder that cannot be made is refused before the store or any fitting.
+    (tmp_path / "blocked").write_text("a file where the folder would go")
+    with pytest.raises(ArgumentError, match=r"reports: cannot keep the report in .*blocked"
+                                            r"/2026-10: .*blocked is a file, not a folder"):
+        run_experiment(config, tracking_uri=uri, reports=tmp_path / "blocked")
+    assert not (tmp_path / "store.db").exists()
     result = run_experiment(config, tracking_uri=uri, reports=tmp_path / "elsewhere")
     assert result.report_path == tmp_path / "elsewhere" / "2026-10" / "report.html"
     assert result.report_path.is_file()

@@ -25,7 +25,7 @@ from . import __version__
 from .analysis import RctResult, analyze_dataset
 from .config import ExperimentConfig, load_config, parse_period, run_problems
 from .data import Dataset, load_dataset
-from .errors import ArgumentProblem, ConfigError, Problem
+from .errors import ArgumentError, ArgumentProblem, ConfigError, Problem
 from .evaluation import NOBODY
 from .formatting import NO_NET_VALUE, Paragraph, gain, metric_with_interval, money, pct, pp
 from .offpolicy import VERSUS_SIMPLE
@@ -200,6 +200,8 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
     clock = time.perf_counter()
     step("Validating config and data")
     cfg, dataset = prepare_run(config_path, period)
+    if reports is not None:
+        _check_reports_folder(Path(reports) / str(cfg.period))
     step("Analyzing the randomized test")
     rct = analyze_dataset(dataset, cfg)
     config_text = Path(config_path).read_text(encoding="utf-8")
@@ -378,6 +380,20 @@ def _version_description(cfg: ExperimentConfig, training: TrainingResult,
             f"{_recommends(training)}. "
             f"{policy}.{caution} Trained on {dataset.n_rows:,} customers of {dataset.source} "
             f"(data sha256 {dataset.sha256[:12]}).")
+
+
+def _check_reports_folder(target: Path) -> None:
+    """Refuse, before any fitting, a report folder that could not be written at the end."""
+    for folder in (target, *target.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                problem = f"{folder} is a file, not a folder"
+            elif not os.access(folder, os.W_OK | os.X_OK):
+                problem = f"{folder} is not writable"
+            else:
+                return
+            raise ArgumentError(ArgumentProblem(
+                None, "reports", f"cannot keep the report in {target}: {problem}"))
 
 
 def replace_folder(source: Path, target: Path) -> Path:
