@@ -462,7 +462,10 @@ def test_real_entry_point_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         check=False,
     )
     assert proc.returncode == 2
-    assert proc.stderr == "Error: customers.csv: column 'arm': not found (data.treatment)\n"
+    assert proc.stderr == (
+        "Error: customers.csv: column 'arm': not found (data.treatment): the table must come "
+        "from a randomized test, with the group each customer was assigned to (control or an "
+        "offer) in a column that data.treatment names\n")
     assert proc.stdout == ""
 
 

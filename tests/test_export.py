@@ -394,7 +394,7 @@ def cli_export(store: Store, tmp_path: Path, *args: str,
     ("missing id", ["--customers", "{no_id}"], r"column 'customer_id': missing id \(row 3\)"),
     ("malformed csv", ["--customers", "{ragged}"], r"cannot read the table"),
     ("empty file", ["--customers", "{zero}"], r"cannot read the table"),
-    ("duplicate ids", ["--customers", "{dup}"], r"duplicate ids \(1 rows repeat an id\)"),
+    ("duplicate ids", ["--customers", "{dup}"], r"duplicate ids \(1 row repeats an id\)"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     store: Store, tmp_path: Path, case: str, args: list[str], expected: str

@@ -131,7 +131,12 @@ def check_frame(
     missing_role = False
     for role, column in roles.items():
         if column is not None and column not in columns:
-            add(f"column {column!r}", f"not found (data.{role}){did_you_mean(column, columns)}")
+            hint = did_you_mean(column, columns)
+            if role == "treatment" and not hint:
+                hint = (": the table must come from a randomized test, with the group each "
+                        "customer was assigned to (control or an offer) in a column that "
+                        "data.treatment names")
+            add(f"column {column!r}", f"not found (data.{role}){hint}")
             missing_role = True
     if data.id is None:
         frame = frame.assign(**{_row_id_name(columns): np.arange(1, len(frame) + 1)})

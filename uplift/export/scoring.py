@@ -204,7 +204,9 @@ class Decisions:
         duplicates = hashes.size - np.unique(hashes).size
         if duplicates:
             raise DataError(Problem(self.plan.source, f"column {self.plan.id_column!r}",
-                                    f"duplicate ids ({duplicates} rows repeat an id)"))
+                                    f"duplicate ids ({duplicates} "
+                                    f"{'row repeats' if duplicates == 1 else 'rows repeat'} "
+                                    "an id)"))
         if self.limited:
             policy = self.plan.cfg.policy
             k = len(self.plan.arms)
