@@ -469,6 +469,11 @@ def test_cli_export_prints_a_summary(store: Store, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "recs.csv.manifest.json").is_file()
     out = tmp_path / "out" / "recs.csv"
     assert f"Wrote {out} and {out}.manifest.json in " in result.output
+    assert f"@champion (version {store.version}): " in result.output
+    # A model named by its run's artifact has no version: the line names the run.
+    result = cli_export(store, tmp_path, "--model", f"runs:/{store.run_id}/model")
+    assert result.exit_code == 0, result.output
+    assert f"runs:/{store.run_id}/model (run {store.run_id}): " in result.output
 
 
 # --------------------------------------------------------------------------- crashes

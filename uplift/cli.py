@@ -555,8 +555,9 @@ def export(customers: str, out: str, model_uri: str | None, config_path: str | N
             tracking_uri=tracking_uri, on_step=update, advance=advance)
     m = result.manifest
     offers = ", ".join(f"{k} {v:,}" for k, v in m["offers"].items())
-    _say(f"Scored {m['rows']:,} customers with {m['model_uri']} (version "
-         f"{m['model_version'] or '-'}): {offers}; {m['holdout']:,} held out")
+    source = (f"version {m['model_version']}" if m["model_version"] else f"run {m['run_id']}")
+    _say(f"Scored {m['rows']:,} customers with {m['model_uri']} ({source}): {offers}; "
+         f"{m['holdout']:,} held out")
     net = (f", expected net value {m['expected_net_value']:,.2f}" if m.get("value_column")
            else f" {NO_NET_VALUE}")
     _say(f"Expected cost {m['expected_cost']:,.2f}{net}")
