@@ -326,6 +326,11 @@ BAD_INPUTS: list[tuple[str, Setup, list[str]]] = [
          "(did you mean 'n_estimators'?)"],
     ),
     (
+        "lightgbm-thread-alias",
+        with_config(("model.params", {"s": {"num_threads": 8}}), command="validate"),
+        ["config.yaml: model.params.s.num_threads: set by the toolkit"],
+    ),
+    (
         "learner-seed-in-params",
         with_config(("model.params", {"churn_risk": {"random_state": 3}}), command="run"),
         ["config.yaml: model.params.churn_risk.random_state: set by the toolkit"],

@@ -175,6 +175,22 @@ def test_unreadable_config_files(tmp_path: Path, text: str, expected: str) -> No
         load_config(path)
 
 
+def test_keys_merged_with_an_anchor_may_be_overridden(project: Path) -> None:
+    text = project.read_text()
+    path = project.parent / "merged.yaml"
+    mapping = yaml.safe_load(text)
+    mapping.pop("arms")
+    body = yaml.safe_dump(mapping)
+    path.write_text(body + (
+        "arms:\n"
+        "  - {name: discount_20, kind: discount, cost: &share {revenue_share: 0.2, months: 3}}\n"
+        "  - {name: free_upgrade, kind: free_upgrade, cost: {fixed: 6.0}}\n"
+        "  - {name: webinar, kind: webinar, cost: {<<: *share, revenue_share: 0.1}}\n"))
+    cfg = load_config(path)
+    assert cfg.arms[2].cost.revenue_share == 0.1
+    assert cfg.arms[2].cost.months == 3
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.yaml: file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -180,8 +180,10 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
     named = label if label.startswith(selected) else f"{label} ({selected})"  # once
     # The versions table shows a description's first words: they give the policy's worth.
     worth = f"Net value {run.data.metrics[net]:,.2f} per customer"
-    if run.data.tags["recommended_policy"] != selected:
-        worth += f": {run.data.tags['recommended_policy']}"
+    recommended = run.data.tags["recommended_policy"]
+    if recommended != selected:
+        worth += (": offers to nobody" if recommended == "nobody" else
+                  f": {recommended.removeprefix('everyone:')} for everyone")
     assert version.description.startswith(f"{worth}. Period 2026-10, {named}{says}. "
                                           "Recommended policy (held-out estimate)")
     assert run.data.tags["data_sha256"][:12] in version.description
@@ -443,6 +445,16 @@ def test_a_notebook_run_can_keep_the_report_elsewhere_or_only_in_mlflow(
     with pytest.raises(ArgumentError, match=r"reports: cannot keep the report in .*blocked"
                                             r"/2026-10: .*blocked is a file, not a folder"):
         run_experiment(config, tracking_uri=uri, reports=tmp_path / "blocked")
+    # Nor can an earlier period's folder be replaced where its parent is read-only.
+    (tmp_path / "kept" / "2026-10").mkdir(parents=True)
+    real_access = os.access
+    monkeypatch.setattr("uplift.pipeline.os.access", lambda path, mode: (
+        Path(path) != tmp_path / "kept" and real_access(path, mode)))
+    with pytest.raises(ArgumentError, match=r"cannot keep the report in .*kept/2026-10: "
+                                            r".*kept is not writable"):
+        run_experiment(config, tracking_uri=uri, reports=tmp_path / "kept")
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     assert not (tmp_path / "store.db").exists()
     result = run_experiment(config, tracking_uri=uri, reports=tmp_path / "elsewhere")
     assert result.report_path == tmp_path / "elsewhere" / "2026-10" / "report.html"

@@ -193,3 +193,5 @@ def test_compared_periods_count_whole_customers_and_change_without_float_noise()
     assert lines[2].endswith(",0.01458,-0.0121")
     assert lines[3].endswith(",0.0,0.0")
     assert [row[3] for row in result.table().rows] == ["50,000", "20,000", ""]
+    unknown = ComparisonResult("e", (period("2026-09", None, 0.3, 0.01),))
+    assert unknown.to_frame()["n_customers"].isna().all()

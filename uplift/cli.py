@@ -555,8 +555,9 @@ def export(customers: str, out: str, model_uri: str | None, config_path: str | N
             tracking_uri=tracking_uri, on_step=update, advance=advance)
     m = result.manifest
     offers = ", ".join(f"{k} {v:,}" for k, v in m["offers"].items())
-    source = (f"version {m['model_version']}" if m["model_version"] else f"run {m['run_id']}")
-    _say(f"Scored {m['rows']:,} customers with {m['model_uri']} ({source}): {offers}; "
+    source = (f" (version {m['model_version']})" if m["model_version"] else
+              f" (run {m['run_id']})" if m["run_id"] else "")
+    _say(f"Scored {m['rows']:,} customers with {m['model_uri']}{source}: {offers}; "
          f"{m['holdout']:,} held out")
     net = (f", expected net value {m['expected_net_value']:,.2f}" if m.get("value_column")
            else f" {NO_NET_VALUE}")
@@ -600,14 +601,21 @@ def _check_port_free(port: int) -> None:
     """
     import socket
 
+    def refuse(reason: str) -> NoReturn:
+        raise ArgumentError(Problem(None, "--port", (
+            f"cannot serve on 127.0.0.1:{port} ({reason}); another server may be listening "
+            "there: choose another --port")))
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:  # a server answers, on any address
+            refuse("a server answers there")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
-            raise ArgumentError(Problem(None, "--port", (
-                f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); another server "
-                "may be listening there: choose another --port"))) from None
+            refuse(str(exc.strerror or exc))
 
 
 def main() -> None:

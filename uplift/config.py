@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -235,13 +236,21 @@ def tracking_uri_problem(uri: str) -> str | None:
     """Why MLflow cannot keep runs at ``uri`` (an unknown scheme), or None.
 
     Checked before anything runs: MLflow would only fail when the run is to be logged.
-    A plain path (no scheme, or a drive letter) is a local folder, which MLflow takes.
+    A plain path (no scheme, or a drive letter) is a local folder, which MLflow takes;
+    schemes of installed tracking-store plugins are taken too.
     """
-    scheme = uri.partition("://")[0].split("+")[0].lower() if "://" in uri else ""
-    if scheme in ("", *TRACKING_SCHEMES) or len(scheme) == 1:
+    scheme = urlsplit(uri).scheme.split("+")[0].lower()
+    if scheme in ("", *TRACKING_SCHEMES, *_plugin_schemes()) or len(scheme) == 1:
         return None
     return (f"MLflow cannot keep runs at {uri!r}: unknown scheme {scheme!r} (use "
             f"{', '.join(s + '://' for s in TRACKING_SCHEMES)} or a folder)")
+
+
+def _plugin_schemes() -> tuple[str, ...]:
+    """Schemes that installed MLflow plugins add (``azureml``, say), by their entry points."""
+    from importlib.metadata import entry_points
+
+    return tuple(ep.name.lower() for ep in entry_points(group="mlflow.tracking_store"))
 
 
 class TrackingConfig(_Model):
@@ -337,13 +346,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping.
 
     Plain YAML keeps the last of two equal keys, so a setting written twice would be
-    silently replaced by the one further down.
+    silently replaced by the one further down. Keys merged in with ``<<`` may be
+    overridden: only the keys written in the mapping itself count.
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        self.flatten_mapping(node)
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, typing.Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(

@@ -164,9 +164,10 @@ def base_regressor(base: BaseName, seed: int, n_jobs: int = 1, *, effect: bool =
     raise ValueError(f"unknown base model {base!r}; use 'lightgbm' or 'xgboost'")
 
 
-# Set by the toolkit for every model (from model.seed and the machine), never by params.
+# Set by the toolkit for every model (from model.seed and the machine), never by params;
+# LightGBM's aliases of its seed and thread count are added where it is the base.
 _OWN_SETTINGS = frozenset({"control_name", "categorical", "seed", "random_state", "n_jobs",
-                           "joblib_prefer", "learner"})
+                           "joblib_prefer", "learner", "nthread", "random_seed"})
 
 
 def unknown_settings(name: str, base: BaseName, params: Mapping[str, Any]) -> dict[str, str]:
@@ -178,9 +179,10 @@ def unknown_settings(name: str, base: BaseName, params: Mapping[str, Any]) -> di
     parameter and says which it did not use.
     """
     allowed = _setting_names(name, base)
+    own = _OWN_SETTINGS | _lightgbm_aliases("num_threads", "seed")
     out = {}
     for key in params:
-        if key in _OWN_SETTINGS:
+        if key in own:
             out[key] = "set by the toolkit (from model.seed, the data and the machine)"
         elif allowed is not None and key not in allowed:
             out[key] = f"not a setting of {name!r}"
@@ -200,15 +202,23 @@ def _setting_names(name: str, base: BaseName) -> frozenset[str] | None:
         return None
     from lightgbm import LGBMClassifier
 
-    names = set(LGBMClassifier().get_params())
-    try:  # LightGBM's own parameters and their aliases, as its C library lists them
+    every = _lightgbm_aliases()
+    return frozenset({*LGBMClassifier().get_params(), *every}) if every else None
+
+
+def _lightgbm_aliases(*names: str) -> frozenset[str]:
+    """LightGBM's parameters ``names`` (all when none given) with their aliases.
+
+    Its C library lists them; empty when this LightGBM cannot tell.
+    """
+    try:
         from lightgbm.basic import _ConfigAliases
 
-        for canonical, aliases in _ConfigAliases._get_all_param_aliases().items():
-            names.update([canonical, *aliases])
+        table = _ConfigAliases._get_all_param_aliases()
     except (ImportError, AttributeError):
-        return None
-    return frozenset(names)
+        return frozenset()
+    return frozenset(alias for canonical, aliases in table.items()
+                     if not names or canonical in names for alias in (canonical, *aliases))
 
 
 def learner_settings(name: LearnerName, base: BaseName, params: dict[str, Any] | None = None

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pandas as pd
 
@@ -383,17 +383,22 @@ def _version_description(cfg: ExperimentConfig, training: TrainingResult,
 
 
 def _check_reports_folder(target: Path) -> None:
-    """Refuse, before any fitting, a report folder that could not be written at the end."""
-    for folder in (target, *target.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                problem = f"{folder} is a file, not a folder"
-            elif not os.access(folder, os.W_OK | os.X_OK):
-                problem = f"{folder} is not writable"
-            else:
-                return
-            raise ArgumentError(ArgumentProblem(
-                None, "reports", f"cannot keep the report in {target}: {problem}"))
+    """Refuse, before any fitting, a report folder that could not be written at the end.
+
+    :func:`replace_folder` writes beside ``target``, in its parent (made when missing),
+    and replaces ``target`` itself when it is there.
+    """
+    def refuse(problem: str) -> NoReturn:
+        raise ArgumentError(ArgumentProblem(
+            None, "reports", f"cannot keep the report in {target}: {problem}"))
+
+    if target.exists() and not target.is_dir():
+        refuse(f"{target} is a file, not a folder")
+    folder = next(f for f in (target.parent, *target.parent.parents) if f.exists())
+    if not folder.is_dir():
+        refuse(f"{folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        refuse(f"{folder} is not writable")
 
 
 def replace_folder(source: Path, target: Path) -> Path:

@@ -377,9 +377,11 @@ class ComparisonResult:
         """
         frame = pd.DataFrame([asdict(r) for r in self.rows])
         if not frame.empty:
-            frame["n_customers"] = frame["n_customers"].round().astype("Int64")
-            for name in ("churn_rate_observed", "policy_churn_reduction"):
-                frame[f"delta_{name}"] = frame[name].diff().round(12)
+            numbers = {name: pd.to_numeric(frame[name], errors="coerce") for name in
+                       ("n_customers", "churn_rate_observed", "policy_churn_reduction")}
+            frame["n_customers"] = numbers.pop("n_customers").round().astype("Int64")
+            for name, values in numbers.items():
+                frame[f"delta_{name}"] = values.diff().round(12)
         return frame
 
     def table(self) -> Table:
