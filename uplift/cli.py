@@ -240,12 +240,13 @@ def validate(config: str) -> None:
     from .config import collect_config_problems, run_problems
     from .data import collect_data_problems
     from .errors import DataError
+    from .learners import settings_problems
 
     cfg, problems = collect_config_problems(config)
     dataset = None
     if cfg is not None:
         dataset, problems = collect_data_problems(cfg)
-        problems = [*run_problems(cfg), *problems]
+        problems = [*settings_problems(cfg), *run_problems(cfg), *problems]
     if dataset is not None and cfg is not None:
         try:
             analyze_dataset(dataset, cfg, adjust=False)  # the sample-ratio check

@@ -523,13 +523,13 @@ def _semantic_problems(cfg: ExperimentConfig, source: str | None, *, data_file: 
 def run_problems(cfg: ExperimentConfig) -> list[Problem]:
     """What a run (models and a policy) needs of a valid config beyond what a readout needs.
 
-    Every setting under ``model.params`` must be one its learner takes. Without monthly
-    revenue (``data.value``) no kept customer has a value and no discount has a cost: the
-    net-value objective means nothing and a revenue-share offer would look free.
+    Without monthly revenue (``data.value``) no kept customer has a value and no discount
+    has a cost: the net-value objective means nothing and a revenue-share offer would
+    look free. (:func:`uplift.learners.settings_problems` checks the learners' settings.)
     """
-    out = _settings_problems(cfg)
     if cfg.data.value is not None:
-        return out
+        return []
+    out: list[Problem] = []
     if cfg.policy.objective == "net_value":
         out.append(Problem(cfg.source, "data.value", (
             "a value column (monthly revenue) is needed for policy.objective net_value; "
@@ -540,28 +540,6 @@ def run_problems(cfg: ExperimentConfig) -> list[Problem]:
                 f"{arm.name!r} costs a share of monthly revenue, which needs data.value "
                 "(the revenue column); without it the offer would look free")))
     return out
-
-
-def _settings_problems(cfg: ExperimentConfig) -> list[Problem]:
-    """Settings under ``model.params`` that their learner's models do not take."""
-    from .learners import unknown_settings
-
-    out = []
-    for learner, params in cfg.model.params.items():
-        for key, why in unknown_settings(learner, cfg.model.base, params).items():
-            out.append(Problem(cfg.source, f"model.params.{learner}.{key}",
-                               f"{why}{did_you_mean(key, _setting_choices(learner, cfg))}"))
-    return out
-
-
-def _setting_choices(learner: str, cfg: ExperimentConfig) -> list[str]:
-    """The settings to suggest in place of a misspelt one: the learner's defaults."""
-    from .learners import learner_settings
-
-    if learner == "churn_risk":
-        learner = "t"
-    return [key.partition(".")[2] for key in learner_settings(learner, cfg.model.base)
-            if "." in key]
 
 
 def _cuped_problems(cfg: ExperimentConfig, source: str | None) -> list[Problem]:

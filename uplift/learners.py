@@ -32,7 +32,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from .additive import ADDITIVE_DEFAULTS, AdditiveSClassifier
-from .config import LEARNERS, LearnerName
+from .config import LEARNERS, ExperimentConfig, LearnerName
+from .errors import Problem, did_you_mean
 
 # forestci (imported by causalml's trees) logs an error when the optional duecredit
 # package is missing; without a handler Python would print it on stderr.
@@ -168,6 +169,22 @@ def base_regressor(base: BaseName, seed: int, n_jobs: int = 1, *, effect: bool =
 # LightGBM's aliases of its seed and thread count are added where it is the base.
 _OWN_SETTINGS = frozenset({"control_name", "categorical", "seed", "random_state", "n_jobs",
                            "joblib_prefer", "learner", "nthread", "random_seed"})
+
+
+def settings_problems(cfg: ExperimentConfig) -> list[Problem]:
+    """Settings under ``model.params`` that their learner's models do not take.
+
+    Checked with the config, before anything runs (``uplift validate``, ``uplift run``).
+    """
+    out = []
+    for learner, params in cfg.model.params.items():
+        # A misspelt one is offered the learner's own settings (the risk model's are T's).
+        known = [key.partition(".")[2] for key in learner_settings(
+            "t" if learner == "churn_risk" else learner, cfg.model.base) if "." in key]
+        for key, why in unknown_settings(learner, cfg.model.base, params).items():
+            out.append(Problem(cfg.source, f"model.params.{learner}.{key}",
+                               f"{why}{did_you_mean(key, known)}"))
+    return out
 
 
 def unknown_settings(name: str, base: BaseName, params: Mapping[str, Any]) -> dict[str, str]:

@@ -28,6 +28,7 @@ from .data import Dataset, load_dataset
 from .errors import ArgumentError, ArgumentProblem, ConfigError, Problem
 from .evaluation import NOBODY
 from .formatting import NO_NET_VALUE, Paragraph, gain, metric_with_interval, money, pct, pp
+from .learners import settings_problems
 from .offpolicy import VERSUS_SIMPLE
 from .tables import current_umask
 from .training import TrainingResult, holdout_budget_curve, train_models
@@ -147,7 +148,7 @@ def prepare_run(config_path: str | Path, period: str | None = None
         raise ConfigError(Problem(str(config_path), "period",
                                   "required: the period the test ran in (YYYY-MM), here or "
                                   "given to the run"))
-    problems = run_problems(cfg)
+    problems = [*settings_problems(cfg), *run_problems(cfg)]
     if problems:
         raise ConfigError(problems)
     return cfg, load_dataset(cfg)
