@@ -34,6 +34,21 @@ def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_tracking_uri("http://127.0.0.1:5000", with_uri) == "http://127.0.0.1:5000"
 
 
+def test_a_local_store_keeps_its_artifacts_beside_it_wherever_the_command_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from uplift.tracking import artifact_root, get_or_create_experiment, open_client
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    uri = f"sqlite:///{tmp_path / 'stores' / 'retention.db'}"
+    client = open_client(uri)
+    experiment = client.get_experiment(get_or_create_experiment(client, "e", uri))
+    assert experiment.artifact_location == (tmp_path / "stores" / "retention-artifacts").as_uri()
+    assert artifact_root("http://127.0.0.1:5000") is None  # the server's choice
+    monkeypatch.chdir(tmp_path)
+    assert artifact_root(resolve_tracking_uri(None)) == (tmp_path / "mlruns").as_uri()
+
+
 def test_spec_metric_names_for_two_arms() -> None:
     names = spec_metric_names(["discount_20", "webinar"])
     per_arm = {"n_{}", "churn_rate_{}", "ate_{}", "ate_{}_ci_low", "ate_{}_ci_high",

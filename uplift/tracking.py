@@ -145,9 +145,20 @@ def is_default_store(uri: str) -> bool:
 
 
 def artifact_root(uri: str) -> str | None:
-    """Where a new experiment keeps artifacts: ``mlruns/`` beside the default store."""
+    """Where a new experiment keeps artifacts: with its local sqlite store.
+
+    The default store keeps them in ``mlruns/``, the database's folder; another sqlite
+    file in ``<its name>-artifacts/`` beside it, so a store moves or is backed up whole
+    (MLflow would use ``mlruns/`` of whatever folder the command ran in). Other stores
+    leave it to their server (None).
+    """
     if is_default_store(uri):
         return Path(DEFAULT_ARTIFACT_ROOT).resolve().as_uri()
+    prefix = "sqlite:///"
+    path = uri[len(prefix):] if uri.startswith(prefix) else ""
+    if path and path != ":memory:":
+        database = Path(path).expanduser()
+        return database.with_name(f"{database.stem}-artifacts").resolve().as_uri()
     return None
 
 
