@@ -455,8 +455,14 @@ def test_a_notebook_run_can_keep_the_report_elsewhere_or_only_in_mlflow(
         run_experiment(config, tracking_uri=uri, reports=tmp_path / "kept")
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert not (tmp_path / "store.db").exists()
     result = run_experiment(config, tracking_uri=uri, reports=tmp_path / "elsewhere")
+    # The store given to one run is not left behind for the notebook's next one.
+    import mlflow
+
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() != uri
     assert result.report_path == tmp_path / "elsewhere" / "2026-10" / "report.html"
     assert result.report_path.is_file()
     again = run_experiment(config, tracking_uri=uri, period="2026-11", reports=None)

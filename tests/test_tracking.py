@@ -38,6 +38,7 @@ def test_a_local_store_keeps_its_artifacts_beside_it_wherever_the_command_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from uplift.tracking import artifact_root, get_or_create_experiment, open_client
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     uri = f"sqlite:///{tmp_path / 'stores' / 'retention.db'}"

@@ -585,12 +585,14 @@ class RunRecorder:
 def start_run(uri: str, experiment_id: str, run_name: str) -> Iterator[RunRecorder]:
     """Open the run of ``uplift run``: ended FINISHED, FAILED on an error, KILLED on Ctrl-C.
 
-    Also points MLflow's global tracking URI at ``uri``, which logging a model needs.
+    Also points MLflow's global tracking URI at ``uri`` while the run is open (logging a
+    model needs it), and puts it back afterwards: a notebook's next run without a URI
+    must not find this one's in ``MLFLOW_TRACKING_URI``.
     """
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+    with use_store(uri), mlflow.start_run(experiment_id=experiment_id,
+                                          run_name=run_name) as run:
         try:
             yield RunRecorder(run, experiment_id, uri)
         except KeyboardInterrupt:
