@@ -121,15 +121,16 @@ def resolve_tracking_uri(option: str | None, cfg: ExperimentConfig | None = None
     caches stores by URI, so a relative one would follow the first directory used.
     """
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    for candidate, problem in ((option, ArgumentProblem), (env, Problem),
-                               (cfg.tracking.uri if cfg is not None else None, None)):
-        if candidate:
-            reason = tracking_uri_problem(candidate) if problem is not None else None
-            if reason:  # a config's tracking.uri was checked when the config was read
-                where = "tracking_uri" if problem is ArgumentProblem else "MLFLOW_TRACKING_URI"
-                raise ArgumentError(problem(None, where, reason))
-            return _absolute_sqlite(candidate)
-    return _absolute_sqlite(DEFAULT_TRACKING_URI)
+    sources = (("tracking_uri", option), ("MLFLOW_TRACKING_URI", env),
+               ("tracking.uri", cfg.tracking.uri if cfg is not None else None))
+    where, uri = next(((w, u) for w, u in sources if u), ("", DEFAULT_TRACKING_URI))
+    # A config's tracking.uri was checked when the config was read.
+    checked = where in ("tracking_uri", "MLFLOW_TRACKING_URI")
+    reason = tracking_uri_problem(uri) if checked else None
+    if reason:
+        kind = ArgumentProblem if where == "tracking_uri" else Problem  # the CLI's --tracking-uri
+        raise ArgumentError(kind(None, where, reason))
+    return _absolute_sqlite(uri)
 
 
 def _absolute_sqlite(uri: str) -> str:
