@@ -8,8 +8,10 @@ monthly case. Wall time is measured from outside. The fit seconds come from the 
 candidate learner on the training rows, the selected learner and the risk model
 refitted on all rows). "log model" is the pyfunc logging inside the run; "register"
 registers the same logged model once more, in this process, under a scratch name,
-which is the operation the run performs after it has finished. The last four columns
-split the rest of the time outside the fits and the report: "read" is reading, checking
+which is the operation the run performs after it has finished. "report" is the time the
+report took to draw, in a child process while the run logs to MLflow; "wait" is how much
+of it the run still waited for once its logging was done. The last four columns split
+the rest of the time outside the fits and that wait: "read" is reading, checking
 and analyzing the data, "choose" the modeling step's work besides fitting (selection,
 estimates, scoring the training rows with the deployed model), "logging" logging to the
 run (the model included), and "start" everything outside the run's clocks (the
@@ -73,7 +75,8 @@ def one_run(customers: int, folder: Path, period: str) -> dict[str, float]:
     register = time.perf_counter() - clock
     return {"wall": wall, "fits": sum(timings["fit_seconds"].values()),
             "log_model": timings["log_model"], "register": register,
-            "report": timings["report"], "models": timings["models"],
+            "report": timings["report"], "report_wait": timings["report_wait"],
+            "models": timings["models"],
             "prepare": timings["prepare"], "tracking": timings["tracking"]}
 
 
@@ -90,7 +93,8 @@ def main() -> None:
     import mlflow.pyfunc  # noqa: F401
 
     header = (f"{'customers':>10} {'store':>8} {'run s':>8} {'fits s':>8} {'run/fits':>9} "
-              f"{'models s':>9} {'report s':>9} {'log s':>7} {'register s':>11} {'log+reg':>8} "
+              f"{'models s':>9} {'report s':>9} {'wait s':>7} {'log s':>7} {'register s':>11} "
+              f"{'log+reg':>8} "
               f"{'read s':>7} {'choose s':>9} {'logging s':>10} {'start s':>8}")
     print(header)
     print("-" * len(header))
@@ -103,13 +107,14 @@ def main() -> None:
         for store, results in runs.items():
             for r in results:
                 r["choose"] = r["models"] - r["fits"]  # selection, estimates, deployed scoring
-                r["start"] = (r["wall"] - r["prepare"] - r["models"] - r["report"]
+                r["start"] = (r["wall"] - r["prepare"] - r["models"] - r["report_wait"]
                               - r["tracking"])  # interpreter, imports, MLflow store, exit
             med = {key: statistics.median(r[key] for r in results) for key in results[0]}
             ratio = statistics.median(r["wall"] / r["fits"] for r in results)
             log_reg = statistics.median(r["log_model"] + r["register"] for r in results)
             print(f"{customers:>10,} {store:>8} {med['wall']:>8.1f} {med['fits']:>8.1f} "
                   f"{ratio:>8.2f}x {med['models']:>9.1f} {med['report']:>9.1f} "
+                  f"{med['report_wait']:>7.1f} "
                   f"{med['log_model']:>7.2f} {med['register']:>11.3f} {log_reg:>8.2f} "
                   f"{med['prepare']:>7.1f} {med['choose']:>9.1f} {med['tracking']:>10.1f} "
                   f"{med['start']:>8.1f}", flush=True)

@@ -348,3 +348,19 @@ def test_without_customer_values_the_report_shows_costs_and_no_net_value(
     valued = (built.folder / "report.md").read_text().split(f"## {SECTIONS[2]}")[1]
     assert "| net value per customer |" in valued.split("\n## ")[0]
     assert "expected net value" in valued.split("\n## ")[0]
+
+
+def test_plots_drawn_beside_the_run_are_the_ones_drawn_in_it(
+        built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half the plots may be drawn in a child process; every file comes out byte for byte."""
+    from uplift import background
+
+    monkeypatch.setattr(background, "can_fork", lambda: False)
+    write_report(tmp_path / "here", cfg=built.cfg, dataset=built.dataset, rct=built.rct,
+                 training=built.training, run_id=RUN_ID, baseline_churn_rate=0.31,
+                 baseline_source="config baseline",
+                 budget_curve=holdout_budget_curve(built.training, built.dataset, built.cfg))
+    here = {p.name: p.read_bytes() for p in (tmp_path / "here").iterdir()}
+    there = {p.name: p.read_bytes() for p in built.folder.iterdir()}
+    assert set(EXPECTED_PNGS) <= set(here)
+    assert here == there

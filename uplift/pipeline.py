@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import __version__
 from .analysis import RctResult, analyze_dataset
+from .background import Background
 from .config import ExperimentConfig, load_config, parse_period, run_problems
 from .data import Dataset, load_dataset
 from .errors import ArgumentError, ArgumentProblem, ConfigError, Problem
@@ -194,7 +195,6 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         The finished run's ids, metrics, model version and report path.
     """
     from . import registry, tracking
-    from .report import write_report
 
     step = on_step or (lambda _: None)
     seconds: dict[str, float] = {}
@@ -232,30 +232,30 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
                                                            baseline_period, cfg)
         metrics = collect_metrics(rct, training, baseline)
 
+        # The report is drawn in a child process while this one logs to MLflow.
         start = time.perf_counter()
-        step("Writing the report")
+        step("Writing the report and logging to MLflow")
         report_dir = Path(tmp) / "report"
-        write_report(report_dir, cfg=cfg, dataset=dataset, rct=rct, training=training,
-                     budget_curve=holdout_budget_curve(training, dataset, cfg),
-                     baseline_churn_rate=baseline, baseline_source=baseline_source,
-                     run_id=run.run_id,
-                     summary=_report_summary(training, metrics, baseline_source))
-        seconds["report"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        step("Logging to MLflow")
-        logged = tracking.logged_metric_names(cfg.arm_names)
-        run.log_metrics({k: v for k, v in metrics.items() if k in logged})
-        run.log_dict(tracking.finite_metrics(metrics), "metrics/all_metrics.json")
-        _log_candidates(run, training, str(cfg.period))
-        run.log_text(config_text, "config/experiment.yaml")
+        with Background(_write_report, report_dir, cfg=cfg, dataset=dataset, rct=rct,
+                        training=training, baseline_churn_rate=baseline,
+                        baseline_source=baseline_source, run_id=run.run_id,
+                        summary=_report_summary(training, metrics, baseline_source)
+                        ) as report:
+            logged = tracking.logged_metric_names(cfg.arm_names)
+            run.log_metrics({k: v for k, v in metrics.items() if k in logged})
+            run.log_dict(tracking.finite_metrics(metrics), "metrics/all_metrics.json")
+            _log_candidates(run, training, str(cfg.period))
+            run.log_text(config_text, "config/experiment.yaml")
+            run.set_description(_description(cfg, training, metrics, baseline_source,
+                                              experiment_id, run.run_id))
+            log_start = time.perf_counter()
+            info = registry.log_model(training.model, dataset, config_text)
+            seconds["log_model"] = time.perf_counter() - log_start
+            wait = time.perf_counter()
+            seconds["report"] = report.result()
+            seconds["report_wait"] = time.perf_counter() - wait
         run.log_folder(report_dir, "report")
-        run.set_description(_description(cfg, training, metrics, baseline_source,
-                                          experiment_id, run.run_id))
-        log_start = time.perf_counter()
-        info = registry.log_model(training.model, dataset, config_text)
-        seconds["log_model"] = time.perf_counter() - log_start
-        seconds["tracking"] = time.perf_counter() - start
+        seconds["tracking"] = time.perf_counter() - start - seconds["report_wait"]
         run.log_dict({**seconds, "fit_seconds": training.fit_seconds}, "timings.json")
         copy = None if reports is None else replace_folder(report_dir,
                                                            Path(reports) / str(cfg.period))
@@ -286,6 +286,17 @@ def run_experiment(config_path: str | Path, tracking_uri: str | None = None,
         "report.html", baseline_source=baseline_source, seconds=seconds, rct=rct,
         caution=training.caution, valued=training.valued,
     )
+
+
+def _write_report(folder: Path, *, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult,
+                  training: TrainingResult, **details: object) -> float:
+    """Write the run's report with its budget curve; the seconds it took."""
+    from .report import write_report
+
+    start = time.perf_counter()
+    write_report(folder, cfg=cfg, dataset=dataset, rct=rct, training=training,
+                 budget_curve=holdout_budget_curve(training, dataset, cfg), **details)
+    return time.perf_counter() - start
 
 
 def _dataset_name(cfg: ExperimentConfig, dataset: Dataset) -> str:

@@ -13,9 +13,10 @@ import base64
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ from scipy.stats import norm
 
 from . import __version__
 from .analysis import RctResult
+from .background import Background
 from .config import ExperimentConfig
 from .data import Dataset
 from .evaluation import NOBODY, arm_rows, qini_curve
@@ -446,12 +448,13 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
            training: TrainingResult, curve: pd.DataFrame) -> list[_Block]:
     level = f"{100 * (1 - rct.alpha):g}%"
     blocks: list[_Block] = []
-    _plot_churn(rct, folder / "churn_by_group.png")
+    jobs: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+    jobs.append((_plot_churn, (rct, folder / "churn_by_group.png")))
     blocks.append(_Plot("churn_by_group.png", "Churn by group", (
         f"Observed churn rate of each randomized group with its {level} Wilson interval; "
         "the control (orange, dashed line) is the reference. An offer works when its bar "
         "sits clearly below the line.")))
-    _plot_effects(rct, folder / "effects.png")
+    jobs.append((_plot_effects, (rct, folder / "effects.png")))
     both = ("" if rct.adjusted is None else
             " Beneath each, in green, the same effect adjusted for pre-treatment covariates "
             f"(CUPED, {rct.adjusted.method}) with its {level} interval and the share of the "
@@ -470,8 +473,9 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
         raise ValueError("training.holdout_scores must hold the held-out rows' predictions")
     treatment, churned = dataset.treatment[idx], np.asarray(dataset.churned)[idx]
     for arm, name in _file_names(arms).items():
-        _plot_qini(arm, treatment, churned, scores[uplift_column(arm)].to_numpy(),
-                   cfg.control, selected, chosen.metrics.get(f"qini_{arm}"), folder / name)
+        jobs.append((_plot_qini, (arm, treatment, churned, scores[uplift_column(arm)].to_numpy(),
+                                  cfg.control, selected, chosen.metrics.get(f"qini_{arm}"),
+                                  folder / name)))
         blocks.append(_Plot(name, f"Qini curve: {arm}", (
             f"Held-out customers given {arm} or nothing, ranked by the {selected} model's "
             f"predicted churn reduction from {arm}: the extra customers kept when targeting "
@@ -480,8 +484,8 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
             "keeps; the area between the two is the Qini score.")))
 
     if chosen.deciles is not None and len(chosen.deciles):
-        _plot_deciles(chosen.deciles, arms, rct.alpha, selected,
-                      folder / "uplift_by_decile.png")
+        jobs.append((_plot_deciles, (chosen.deciles, arms, rct.alpha, selected,
+                                     folder / "uplift_by_decile.png")))
         blocks.append(_Plot("uplift_by_decile.png", "Predicted vs observed uplift by decile", (
             f"Per offer, held-out customers cut into ten equal groups by predicted churn "
             f"reduction (decile 1 = highest). Bars: observed churn reduction (control churn - "
@@ -489,7 +493,7 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
             "predicted reduction. A good model's bars fall from left to right and track the "
             "line; deciles hold few customers, so single bars are noisy.")))
 
-    _plot_policy_mix(training, folder / "policy_mix.png")
+    jobs.append((_plot_policy_mix, (training, folder / "policy_mix.png")))
     blocks.append(_Plot("policy_mix.png", "Policy mix", (
         "Left: share of held-out customers the recommended policy sends to each group (no "
         "offer in orange), with customer counts, from the out-of-fold predictions (the "
@@ -502,8 +506,8 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
 
     policy = training.holdout_policy
     star = policy.total_net_value if training.valued else policy.total_cost
-    _plot_budget(curve, policy.budget, (policy.total_cost, star),
-                 folder / "net_value_vs_budget.png", training.valued)
+    jobs.append((_plot_budget, (curve, policy.budget, (policy.total_cost, star),
+                                folder / "net_value_vs_budget.png", training.valued)))
     marked = ("; the dashed line is the config's budget scaled to the held-out share"
               if policy.budget is not None else "")
     gauge = "net value" if training.valued else "churn reduction"
@@ -516,7 +520,19 @@ def _plots(folder: Path, cfg: ExperimentConfig, dataset: Dataset, rct: RctResult
         + f"; the star is the recommended policy{marked}. Right: predicted churn "
         f"reduction per held-out customer. Where the {gauge} flattens, more budget buys "
         "little.")))
+    _draw(jobs)
     return blocks
+
+
+def _draw(jobs: Sequence[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+    """Draw the plots, every other one in a child process where a core is free."""
+    def some(part: Sequence[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+        for plot, args in part:
+            plot(*args)
+
+    with Background(some, jobs[1::2]) as other:
+        some(jobs[0::2])
+        other.result()
 
 
 # --------------------------------------------------------------------------- entry point

@@ -1,0 +1,99 @@
+"""Work beside the caller: a forked child's value and errors come back as if run inline."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+import pytest
+
+from uplift import background
+from uplift.background import Background, BackgroundError
+
+needs_fork = pytest.mark.skipif(not background.can_fork(),
+                                reason="needs fork and two cores")
+
+
+def _pid_and(value: int) -> tuple[int, int]:
+    return os.getpid(), value * 2
+
+
+def _fail() -> None:
+    raise ValueError("no such column 'plan'")
+
+
+class _Unpicklable(Exception):
+    def __init__(self, message: str, extra: object):
+        super().__init__(message)
+        self.extra = extra
+
+    def __reduce__(self) -> object:
+        raise pickle.PicklingError("not this one")
+
+
+def _fail_unpicklably() -> None:
+    raise _Unpicklable("drawing failed", object())
+
+
+def _die() -> None:
+    os._exit(3)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@needs_fork
+def test_the_work_runs_in_another_process_and_its_value_comes_back() -> None:
+    with Background(_pid_and, 21) as job:
+        pid, value = job.result()
+    assert value == 42
+    assert pid != os.getpid()
+
+
+def test_without_fork_the_work_runs_here_with_the_same_value(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(background, "can_fork", lambda: False)
+    with Background(_pid_and, 21) as job:
+        assert job.result() == (os.getpid(), 42)
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_an_error_of_the_work_is_raised_by_result_with_its_type(
+        fork: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if fork and not background.can_fork():
+        pytest.skip("needs fork and two cores")
+    monkeypatch.setattr(background, "can_fork", lambda: fork)
+    job = Background(_fail)
+    with pytest.raises(ValueError, match="no such column 'plan'"):
+        job.result()
+
+
+@needs_fork
+def test_an_error_that_cannot_travel_comes_back_as_its_traceback() -> None:
+    job = Background(_fail_unpicklably)
+    with pytest.raises(BackgroundError, match="_Unpicklable: drawing failed"):
+        job.result()
+
+
+@needs_fork
+def test_a_child_that_dies_is_an_error_naming_its_exit_code() -> None:
+    job = Background(_die)
+    with pytest.raises(BackgroundError, match="code 3"):
+        job.result()
+
+
+@needs_fork
+def test_leaving_the_block_on_an_error_stops_the_child_at_once() -> None:
+    def interrupted() -> None:
+        with Background(_sleep, 60) as job:
+            started.append(job._process)
+            raise KeyboardInterrupt
+
+    started: list = []
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert time.perf_counter() - start < 10
+    assert not started[0].is_alive()
