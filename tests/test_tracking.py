@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from uplift.config import load_config
+from uplift.errors import ArgumentError
 from uplift.tracking import (
     DEFAULT_TRACKING_URI,
     finite_metrics,
@@ -14,13 +20,39 @@ from uplift.tracking import (
     logged_metric_names,
     resolve_tracking_uri,
     schema_sample,
+    server_problem,
     spec_metric_names,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+class _NotHere(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_error(404)  # an answer all the same: something listens
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def answering() -> Iterator[str]:
+    """The address of a web server on this machine (it answers 404 to everything)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotHere)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, answering: str) -> None:
     cfg = load_config(ROOT / "experiments" / "demo.yaml")
     with_uri = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
         update={"uri": "sqlite:///from-config.db"})})
@@ -31,7 +63,25 @@ def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_tracking_uri(None, with_uri) == f"sqlite:///{here / 'from-config.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////data/from-env.db")
     assert resolve_tracking_uri(None, with_uri) == "sqlite:////data/from-env.db"
-    assert resolve_tracking_uri("http://127.0.0.1:5000", with_uri) == "http://127.0.0.1:5000"
+    assert resolve_tracking_uri(answering, with_uri) == answering
+
+
+def test_a_server_address_nothing_answers_at_is_refused_at_once(
+        monkeypatch: pytest.MonkeyPatch, answering: str) -> None:
+    """MLflow would retry it for minutes, then fail with a traceback."""
+    assert server_problem(answering) is None
+    assert server_problem("sqlite:///mlruns/mlflow.db") is None
+    nowhere = f"http://127.0.0.1:{_closed_port()}"
+    start = time.perf_counter()
+    with pytest.raises(ArgumentError) as caught:
+        resolve_tracking_uri(nowhere)
+    assert time.perf_counter() - start < 10
+    assert caught.value.problems[0].where == "tracking_uri"
+    assert str(caught.value) == (f"tracking_uri: no MLflow server answers at {nowhere} "
+                                 "(connection refused)")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", nowhere)
+    with pytest.raises(ArgumentError, match="^MLFLOW_TRACKING_URI: no MLflow server"):
+        resolve_tracking_uri(None)
 
 
 def test_a_local_store_keeps_its_artifacts_beside_it_wherever_the_command_runs(

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -126,11 +128,40 @@ def resolve_tracking_uri(option: str | None, cfg: ExperimentConfig | None = None
     where, uri = next(((w, u) for w, u in sources if u), ("", DEFAULT_TRACKING_URI))
     # A config's tracking.uri was checked when the config was read.
     checked = where in ("tracking_uri", "MLFLOW_TRACKING_URI")
-    reason = tracking_uri_problem(uri) if checked else None
+    reason = (tracking_uri_problem(uri) if checked else None) or server_problem(uri)
     if reason:
         kind = ArgumentProblem if where == "tracking_uri" else Problem  # the CLI's --tracking-uri
         raise ArgumentError(kind(None, where, reason))
     return _absolute_sqlite(uri)
+
+
+def server_problem(uri: str, connect_timeout: float = 10.0) -> str | None:
+    """Why no server answers at an ``http(s)://`` tracking URI, or None (any other URI).
+
+    MLflow would retry a refused or unknown address for minutes, then fail with a
+    traceback; one request to the server's health page tells at once. Any HTTP answer
+    counts as an answer (a proxy's refusal too), and so does a certificate MLflow may
+    be told to accept: only an address nothing listens at, or that no one reaches within
+    ``connect_timeout`` seconds, is a problem.
+    """
+    if urlsplit(uri).scheme.lower() not in ("http", "https"):
+        return None
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=(connect_timeout, 60.0),
+                     allow_redirects=False)
+    except requests.exceptions.SSLError:
+        return None
+    except requests.exceptions.ConnectTimeout:
+        return f"no MLflow server answers at {uri} (no connection within {connect_timeout:g} s)"
+    except requests.exceptions.ConnectionError as exc:
+        cause = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+        why = cause.group(1).strip().rstrip(".") if cause else "connection failed"
+        return f"no MLflow server answers at {uri} ({why[:1].lower() + why[1:]})"
+    except requests.exceptions.RequestException:
+        return None
+    return None
 
 
 def _absolute_sqlite(uri: str) -> str:
