@@ -97,3 +97,17 @@ def test_leaving_the_block_on_an_error_stops_the_child_at_once() -> None:
         interrupted()
     assert time.perf_counter() - start < 10
     assert not started[0].is_alive()
+
+
+def test_a_fork_that_fails_leaves_the_work_to_this_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of memory or processes for a child, the report is still drawn, here."""
+    import multiprocessing.process
+
+    def no_child(self: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(background, "can_fork", lambda: True)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", no_child)
+    with Background(_pid_and, 21) as job:
+        assert job.result() == (os.getpid(), 42)

@@ -3,8 +3,9 @@
 A run's report is drawn by matplotlib on one core while the run logs to MLflow on
 another. A forked child shares the parent's memory as it was at the fork, so nothing is
 pickled on the way in: only the result (a small value) travels back, through a pipe.
-Where there is no ``fork`` (Windows, or macOS by policy here) or only one core, the work
-runs at once in the caller, with the same result and the same errors.
+Where there is no ``fork`` (Windows, or macOS by policy here), only one core, or no
+memory or process left for a child, the work runs at once in the caller, with the same
+result and the same errors.
 """
 
 from __future__ import annotations
@@ -65,18 +66,24 @@ class Background(Generic[T]):
         self._error: BaseException | None = None
         self._process: Any = None
         self._conn: Any = None
-        if not can_fork():
+        if can_fork():
+            context = multiprocessing.get_context("fork")
+            self._conn, child_end = context.Pipe(duplex=False)
+            process = context.Process(target=_child, args=(child_end, fn, args, kwargs),
+                                      daemon=False)
             try:
-                self._value = fn(*args, **kwargs)
-            except Exception as exc:
-                self._error = exc
-            return
-        context = multiprocessing.get_context("fork")
-        self._conn, child_end = context.Pipe(duplex=False)
-        self._process = context.Process(target=_child, args=(child_end, fn, args, kwargs),
-                                        daemon=False)
-        self._process.start()
-        child_end.close()
+                process.start()
+            except OSError:  # no memory or no process left for a child: work here
+                self._conn.close()
+            else:
+                self._process = process
+                return
+            finally:
+                child_end.close()
+        try:
+            self._value = fn(*args, **kwargs)
+        except Exception as exc:
+            self._error = exc
 
     def result(self) -> T:
         """Wait for the work; its return value, or its exception raised here."""
