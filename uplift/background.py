@@ -3,9 +3,9 @@
 A run's report is drawn by matplotlib on one core while the run logs to MLflow on
 another. A forked child shares the parent's memory as it was at the fork, so nothing is
 pickled on the way in: only the result (a small value) travels back, through a pipe.
-Where there is no ``fork`` (Windows, or macOS by policy here), only one core, or no
-memory or process left for a child, the work runs at once in the caller, with the same
-result and the same errors.
+Where there is no safe ``fork`` (Windows; macOS, whose system libraries are not safe in
+a forked child), only one core, or no memory or process left for a child, the work runs
+at once in the caller, with the same result and the same errors.
 """
 
 from __future__ import annotations
