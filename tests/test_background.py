@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import pickle
 import time
+import warnings
+from pathlib import Path
 
 import pytest
 
 from uplift import background
 from uplift.background import Background, BackgroundError
+from uplift.errors import UpliftWarning
 
 needs_fork = pytest.mark.skipif(not background.can_fork(),
                                 reason="needs fork and two cores")
@@ -36,6 +39,26 @@ def _fail_unpicklably() -> None:
     raise _Unpicklable("drawing failed", object())
 
 
+class _Unrebuildable(Exception):
+    def __init__(self, message: str, column: str):
+        super().__init__(f"{message}: {column}")
+
+
+def _fail_unrebuildably() -> None:
+    raise _Unrebuildable("bad value", "plan")
+
+
+def _warn_and_give(value: int) -> int:
+    warnings.warn("3 rows dropped", UpliftWarning, stacklevel=1)
+    return value
+
+
+def _start_grandchild_and_wait(record: str) -> None:
+    with Background(_sleep, 60) as inner:
+        Path(record).write_text(str(inner._process.pid))
+        time.sleep(60)
+
+
 def _die() -> None:
     os._exit(3)
 
@@ -59,15 +82,19 @@ def test_without_fork_the_work_runs_here_with_the_same_value(
         assert job.result() == (os.getpid(), 42)
 
 
-@pytest.mark.parametrize("fork", [True, False])
-def test_an_error_of_the_work_is_raised_by_result_with_its_type(
-        fork: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    if fork and not background.can_fork():
-        pytest.skip("needs fork and two cores")
-    monkeypatch.setattr(background, "can_fork", lambda: fork)
+@needs_fork
+def test_an_error_of_the_work_is_raised_by_result_with_its_type_and_traceback() -> None:
     job = Background(_fail)
-    with pytest.raises(ValueError, match="no such column 'plan'"):
+    with pytest.raises(ValueError, match="no such column 'plan'") as caught:
         job.result()
+    assert "in _fail" in str(caught.value.__cause__)  # where the child raised it
+
+
+def test_without_fork_an_error_of_the_work_is_raised_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(background, "can_fork", lambda: False)
+    with pytest.raises(ValueError, match="no such column 'plan'"):
+        Background(_fail)
 
 
 @needs_fork
@@ -78,10 +105,48 @@ def test_an_error_that_cannot_travel_comes_back_as_its_traceback() -> None:
 
 
 @needs_fork
-def test_a_child_that_dies_is_an_error_naming_its_exit_code() -> None:
-    job = Background(_die)
-    with pytest.raises(BackgroundError, match="code 3"):
+def test_an_error_that_cannot_be_rebuilt_here_comes_back_as_its_traceback() -> None:
+    job = Background(_fail_unrebuildably)
+    with pytest.raises(BackgroundError, match="_Unrebuildable: bad value: plan"):
         job.result()
+
+
+@needs_fork
+def test_the_works_warnings_are_issued_here() -> None:
+    job = Background(_warn_and_give, 7)
+    with pytest.warns(UpliftWarning, match="3 rows dropped"):
+        assert job.result() == 7
+
+
+@needs_fork
+def test_a_child_that_dies_is_an_error() -> None:
+    job = Background(_die)
+    with pytest.raises(BackgroundError, match="ended before it finished"):
+        job.result()
+
+
+@needs_fork
+def test_stopping_a_child_stops_its_own_children(tmp_path: Path) -> None:
+    record = tmp_path / "grandchild.pid"
+    with Background(_start_grandchild_and_wait, str(record)) as job:
+        deadline = time.monotonic() + 30
+        while not record.exists() or not record.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        grandchild = int(record.read_text())
+        job.stop()
+    deadline = time.monotonic() + 15
+    while _alive(grandchild):
+        assert time.monotonic() < deadline, "the grandchild outlived its parent"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().split(") ")[-1][:1] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
 
 
 @needs_fork

@@ -335,6 +335,33 @@ def test_failure_while_fitting_ends_the_run_and_registers_nothing(
     assert models == []
 
 
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_report_that_fails_ends_the_run_failed_and_registers_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool) -> None:
+    """Drawn in a child process beside the logging or here, its error fails the run."""
+    from uplift import background
+
+    if fork and not background.can_fork():
+        pytest.skip("needs fork and two cores")
+    monkeypatch.setattr(background, "can_fork", lambda: fork)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_config(tmp_path)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the plot could not be drawn")
+
+    monkeypatch.setattr("uplift.report.write_report", broken)
+    result = CliRunner().invoke(cli, ["run", "config.yaml"])
+    assert result.exit_code == 1, result.output
+    assert "the plot could not be drawn" in result.output
+    statuses, models = run_status(tmp_path)
+    assert statuses.count("FAILED") == 1  # the run; its candidates' child runs finished
+    assert set(statuses) <= {"FAILED", "FINISHED"}
+    assert models == []
+    assert not (tmp_path / "reports").exists()
+
+
 def start_run_process(tmp_path: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "uplift", "run", "config.yaml", *extra],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

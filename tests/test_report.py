@@ -353,14 +353,28 @@ def test_without_customer_values_the_report_shows_costs_and_no_net_value(
 def test_plots_drawn_beside_the_run_are_the_ones_drawn_in_it(
         built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Half the plots may be drawn in a child process; every file comes out byte for byte."""
+    import multiprocessing.process
+
     from uplift import background
 
-    monkeypatch.setattr(background, "can_fork", lambda: False)
-    write_report(tmp_path / "here", cfg=built.cfg, dataset=built.dataset, rct=built.rct,
-                 training=built.training, run_id=RUN_ID, baseline_churn_rate=0.31,
-                 baseline_source="config baseline",
-                 budget_curve=holdout_budget_curve(built.training, built.dataset, built.cfg))
-    here = {p.name: p.read_bytes() for p in (tmp_path / "here").iterdir()}
-    there = {p.name: p.read_bytes() for p in built.folder.iterdir()}
-    assert set(EXPECTED_PNGS) <= set(here)
-    assert here == there
+    started = []
+    start = multiprocessing.process.BaseProcess.start
+
+    def counted(self: multiprocessing.process.BaseProcess) -> None:
+        started.append(self)
+        start(self)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", counted)
+    folders = {}
+    for fork in (True, False):
+        monkeypatch.setattr(background, "can_fork", lambda fork=fork: fork)
+        folder = tmp_path / ("beside" if fork else "here")
+        write_report(folder, cfg=built.cfg, dataset=built.dataset, rct=built.rct,
+                     training=built.training, run_id=RUN_ID, baseline_churn_rate=0.31,
+                     baseline_source="config baseline",
+                     budget_curve=holdout_budget_curve(built.training, built.dataset,
+                                                       built.cfg))
+        folders[fork] = {p.name: p.read_bytes() for p in folder.iterdir()}
+        assert len(started) == 1  # one child when it may fork, none when it may not
+    assert set(EXPECTED_PNGS) <= set(folders[False])
+    assert folders[True] == folders[False]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from uplift.config import load_config
-from uplift.errors import ArgumentError
+from uplift.errors import ArgumentError, ConfigError
 from uplift.tracking import (
     DEFAULT_TRACKING_URI,
     finite_metrics,
@@ -35,12 +35,24 @@ class _NotHere(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to this machine go straight to it, also where the tests run behind a proxy."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _serve(port: int = 0) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", port), _NotHere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture
 def answering() -> Iterator[str]:
     """The address of a web server on this machine (it answers 404 to everything)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotHere)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = _serve()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -69,6 +81,9 @@ def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, answering: str
 def test_a_server_address_nothing_answers_at_is_refused_at_once(
         monkeypatch: pytest.MonkeyPatch, answering: str) -> None:
     """MLflow would retry it for minutes, then fail with a traceback."""
+    from uplift import tracking
+
+    monkeypatch.setattr(tracking, "SERVER_PATIENCE", 0.0)
     assert server_problem(answering) is None
     assert server_problem("sqlite:///mlruns/mlflow.db") is None
     nowhere = f"http://127.0.0.1:{_closed_port()}"
@@ -82,6 +97,13 @@ def test_a_server_address_nothing_answers_at_is_refused_at_once(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", nowhere)
     with pytest.raises(ArgumentError, match="^MLFLOW_TRACKING_URI: no MLflow server"):
         resolve_tracking_uri(None)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    cfg = load_config(ROOT / "experiments" / "demo.yaml")
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": nowhere})})
+    with pytest.raises(ConfigError) as from_config:
+        resolve_tracking_uri(None, cfg)
+    assert str(from_config.value).startswith(
+        f"{cfg.source}: tracking.uri: no MLflow server answers at {nowhere}")
 
 
 def test_a_local_store_keeps_its_artifacts_beside_it_wherever_the_command_runs(
@@ -261,3 +283,20 @@ def test_compared_periods_count_whole_customers_and_change_without_float_noise()
     assert [row[3] for row in result.table().rows] == ["50,000", "20,000", ""]
     unknown = ComparisonResult("e", (period("2026-09", None, 0.3, 0.01),))
     assert unknown.to_frame()["n_customers"].isna().all()
+
+
+def test_a_server_that_starts_answering_soon_is_waited_for() -> None:
+    """A scheduled run may start beside its tracking server; MLflow would have waited."""
+    port = _closed_port()
+    servers: list[ThreadingHTTPServer] = []
+    starter = threading.Timer(1.5, lambda: servers.append(_serve(port)))
+    starter.start()
+    try:
+        start = time.perf_counter()
+        assert server_problem(f"http://127.0.0.1:{port}", patience=8.0) is None
+        assert time.perf_counter() - start >= 1.0
+    finally:
+        starter.join()
+        for server in servers:
+            server.shutdown()
+            server.server_close()

@@ -10,8 +10,10 @@ at once in the caller, with the same result and the same errors.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import pickle
 import sys
 import traceback
 from collections.abc import Callable
@@ -19,10 +21,23 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+STOP_SECONDS = 10.0
+"""How long a child that was asked to stop may take before it is killed."""
 
 
 class BackgroundError(RuntimeError):
     """The work failed in the child in a way that could not be sent back as it was."""
+
+
+class _RemoteTraceback(Exception):
+    """Where the child's exception was raised: its traceback as text, as the cause."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def _usable_cores() -> int:
@@ -37,33 +52,71 @@ def can_fork() -> bool:
             and _usable_cores() > 1)
 
 
+def _pickles(thing: object) -> bool:
+    try:
+        pickle.dumps(thing)
+    except Exception:  # noqa: BLE001 - whatever stops it
+        return False
+    return True
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(1)
+
+
 def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...],
            kwargs: dict[str, Any]) -> None:
+    """Run the work in the forked child, send back what came of it, and end at once.
+
+    The child leaves the terminal's Ctrl-C to the parent, which stops it (SIGTERM, here
+    an exit that still stops the child's own children). It writes through streams of its
+    own: the parent's may have been locked by one of its threads at the moment of the
+    fork, a lock no one would ever release here. It collects no garbage (that would copy
+    the parent's memory page by page), and it ends without Python's exit steps.
+    """
+    import gc
+    import signal
+    import warnings
+
+    code = 0
     try:
-        outcome: tuple[bool, Any] = (True, fn(*args, **kwargs))
-    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-        outcome = (False, exc)
-    try:
-        conn.send(outcome)
-    except Exception:  # the value or the exception does not pickle
-        detail = "".join(traceback.format_exception(outcome[1])) if not outcome[0] else (
-            f"its result ({type(outcome[1]).__name__}) could not be sent back")
-        conn.send((False, BackgroundError(detail.strip())))
+        gc.disable()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _stop)
+        for name, fd in (("stdout", 1), ("stderr", 2)):
+            with contextlib.suppress(OSError):
+                setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            try:
+                ok, value, text = True, fn(*args, **kwargs), ""
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back
+                ok, value, text = False, exc, "".join(traceback.format_exception(exc))
+        try:
+            packed: bytes | None = pickle.dumps(value)
+        except Exception:  # noqa: BLE001 - a value or an exception that does not pickle
+            packed = None
+        notes = [(w.category if _pickles(w.category) else UserWarning, str(w.message))
+                 for w in caught]
+        conn.send_bytes(pickle.dumps((ok, packed, type(value).__name__, text.strip(), notes)))
+    except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+        code = 1
     finally:
-        conn.close()
+        os._exit(code)
 
 
 class Background(Generic[T]):
     """``fn(*args, **kwargs)`` computed in a forked child while the caller goes on.
 
-    :meth:`result` waits for it and returns its value or raises its exception. Used as
-    a context manager, leaving the block early (an error, Ctrl-C) stops the child, so
-    nothing is left running or half-written behind an error.
+    :meth:`result` waits for it and returns its value or raises its exception (with the
+    child's traceback as its cause), and re-issues the warnings the work gave. Used as a
+    context manager, leaving the block early (an error, Ctrl-C) stops the child, so
+    nothing is left running behind an error. Without a child the work runs in the
+    constructor, and its exception is raised there.
     """
 
     def __init__(self, fn: Callable[..., T], *args: Any, **kwargs: Any):
         self._value: Any = None
-        self._error: BaseException | None = None
         self._process: Any = None
         self._conn: Any = None
         if can_fork():
@@ -80,36 +133,49 @@ class Background(Generic[T]):
                 return
             finally:
                 child_end.close()
-        try:
-            self._value = fn(*args, **kwargs)
-        except Exception as exc:
-            self._error = exc
+        self._value = fn(*args, **kwargs)
 
     def result(self) -> T:
         """Wait for the work; its return value, or its exception raised here."""
-        if self._process is not None:
-            try:
-                ok, value = self._conn.recv()
-            except EOFError:
-                self._process.join()
-                ok, value = False, BackgroundError(
-                    f"the background process ended with code {self._process.exitcode} "
-                    "before it finished")
-            self._conn.close()
-            self._process.join()
-            self._process = None
-            self._value, self._error = (value, None) if ok else (None, value)
-        if self._error is not None:
-            raise self._error
-        return self._value
+        import warnings
+
+        if self._process is None:
+            return self._value
+        try:
+            ok, packed, kind, text, notes = pickle.loads(self._conn.recv_bytes())
+        except EOFError:
+            self._end()
+            raise BackgroundError("the background process ended before it finished") from None
+        self._end()
+        for category, message in notes:
+            warnings.warn(message, category, stacklevel=2)
+        try:
+            value = pickle.loads(packed) if packed is not None else None
+        except Exception:  # noqa: BLE001 - it pickled there but cannot be rebuilt here
+            packed = None
+        if packed is None:
+            raise BackgroundError(text or f"its result ({kind}) could not be sent back")
+        if ok:
+            self._value = value
+            return value
+        raise value from _RemoteTraceback(text)
+
+    def _end(self, stop: bool = False) -> None:
+        """Reap the child (asked to stop first when ``stop``; killed if it lingers)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if stop:
+            process.terminate()
+        process.join(STOP_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        self._conn.close()
 
     def stop(self) -> None:
         """End the child now if it is still running (its work is abandoned)."""
-        if self._process is not None:
-            self._process.terminate()
-            self._process.join()
-            self._conn.close()
-            self._process = None
+        self._end(stop=True)
 
     def __enter__(self) -> Background[T]:
         return self

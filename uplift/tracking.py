@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig, tracking_uri_problem
-from .errors import ArgumentError, ArgumentProblem, Problem
+from .errors import ArgumentError, ArgumentProblem, ConfigError, Problem
 from .formatting import Table, money, pct, pp, with_interval
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
@@ -130,35 +131,60 @@ def resolve_tracking_uri(option: str | None, cfg: ExperimentConfig | None = None
     checked = where in ("tracking_uri", "MLFLOW_TRACKING_URI")
     reason = (tracking_uri_problem(uri) if checked else None) or server_problem(uri)
     if reason:
+        if where == "tracking.uri":
+            raise ConfigError(Problem(cfg.source if cfg is not None else None, where, reason))
         kind = ArgumentProblem if where == "tracking_uri" else Problem  # the CLI's --tracking-uri
         raise ArgumentError(kind(None, where, reason))
     return _absolute_sqlite(uri)
 
 
-def server_problem(uri: str, connect_timeout: float = 10.0) -> str | None:
+SERVER_PATIENCE = 15.0
+"""Seconds a tracking server that is starting may take to answer before a run gives up."""
+
+
+def server_problem(uri: str, connect_timeout: float = 10.0,
+                   patience: float | None = None) -> str | None:
     """Why no server answers at an ``http(s)://`` tracking URI, or None (any other URI).
 
     MLflow would retry a refused or unknown address for minutes, then fail with a
-    traceback; one request to the server's health page tells at once. Any HTTP answer
-    counts as an answer (a proxy's refusal too), and so does a certificate MLflow may
-    be told to accept: only an address nothing listens at, or that no one reaches within
-    ``connect_timeout`` seconds, is a problem.
+    traceback; a request to the server's health page, tried again for ``patience``
+    seconds (:data:`SERVER_PATIENCE`: a server may be starting), tells sooner. Only an
+    address nothing listens at, a host name nothing resolves, or no connection within
+    ``connect_timeout`` seconds is a problem: any HTTP answer counts (a proxy's or a
+    login's refusal too), and so does anything that fails after connecting (TLS, a
+    client certificate), which MLflow's own settings may handle.
     """
     if urlsplit(uri).scheme.lower() not in ("http", "https"):
         return None
+    deadline = time.monotonic() + (SERVER_PATIENCE if patience is None else patience)
+    pause = 1.0
+    while True:
+        reason = _unreachable(uri, connect_timeout)
+        if reason is None:
+            return None
+        if time.monotonic() + pause > deadline:
+            return f"no MLflow server answers at {uri} ({reason})"
+        time.sleep(pause)
+        pause *= 2
+
+
+def _unreachable(uri: str, connect_timeout: float) -> str | None:
+    """Why one request to ``uri``'s health page could not connect, or None."""
     import requests
+    from urllib3.exceptions import NewConnectionError
 
     try:
         requests.get(uri.rstrip("/") + "/health", timeout=(connect_timeout, 60.0),
                      allow_redirects=False)
-    except requests.exceptions.SSLError:
-        return None
     except requests.exceptions.ConnectTimeout:
-        return f"no MLflow server answers at {uri} (no connection within {connect_timeout:g} s)"
+        return f"no connection within {connect_timeout:g} s"
     except requests.exceptions.ConnectionError as exc:
-        cause = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        if not isinstance(reason, NewConnectionError):  # refused or no such host
+            return None
+        cause = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(reason))
         why = cause.group(1).strip().rstrip(".") if cause else "connection failed"
-        return f"no MLflow server answers at {uri} ({why[:1].lower() + why[1:]})"
+        return why[:1].lower() + why[1:]
     except requests.exceptions.RequestException:
         return None
     return None
@@ -589,8 +615,6 @@ class RunRecorder:
         It spans ``started`` (seconds since the epoch) to ``started + seconds``, the time
         its model took to fit, rather than the moment it was logged.
         """
-        import time
-
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
 
