@@ -6,6 +6,7 @@ import os
 import pickle
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,16 +99,15 @@ def test_without_fork_an_error_of_the_work_is_raised_at_once(
 
 
 @needs_fork
-def test_an_error_that_cannot_travel_comes_back_as_its_traceback() -> None:
-    job = Background(_fail_unpicklably)
-    with pytest.raises(BackgroundError, match="_Unpicklable: drawing failed"):
-        job.result()
-
-
-@needs_fork
-def test_an_error_that_cannot_be_rebuilt_here_comes_back_as_its_traceback() -> None:
-    job = Background(_fail_unrebuildably)
-    with pytest.raises(BackgroundError, match="_Unrebuildable: bad value: plan"):
+@pytest.mark.parametrize(("work", "message"), [
+    (_fail_unpicklably, "_Unpicklable: drawing failed"),  # does not pickle there
+    (_fail_unrebuildably, "_Unrebuildable: bad value: plan"),  # does not unpickle here
+    (_die, "ended before it finished"),  # no word at all
+])
+def test_what_cannot_come_back_as_it_was_comes_back_as_text(
+        work: Callable[[], None], message: str) -> None:
+    job = Background(work)
+    with pytest.raises(BackgroundError, match=message):
         job.result()
 
 
@@ -116,13 +116,6 @@ def test_the_works_warnings_are_issued_here() -> None:
     job = Background(_warn_and_give, 7)
     with pytest.warns(UpliftWarning, match="3 rows dropped"):
         assert job.result() == 7
-
-
-@needs_fork
-def test_a_child_that_dies_is_an_error() -> None:
-    job = Background(_die)
-    with pytest.raises(BackgroundError, match="ended before it finished"):
-        job.result()
 
 
 @needs_fork
