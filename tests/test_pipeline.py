@@ -362,6 +362,31 @@ def test_a_report_that_fails_ends_the_run_failed_and_registers_nothing(
     assert not (tmp_path / "reports").exists()
 
 
+def test_a_child_run_caught_half_logged_by_an_interruption_ends_with_its_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second Ctrl-C (or SIGTERM) can land before a candidate's run is ended; none stays
+    RUNNING."""
+    from mlflow import MlflowClient
+
+    from uplift.tracking import RunRecorder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_config(tmp_path)
+
+    def interrupted(self: RunRecorder, name: str, **kwargs: object) -> None:
+        MlflowClient(self.uri).create_run(self.experiment_id, run_name=name,
+                                          tags={"mlflow.parentRunId": self.run_id})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunRecorder, "log_child", interrupted)
+    result = CliRunner().invoke(cli, ["run", "config.yaml"])
+    assert result.exit_code == 130, result.output
+    statuses, models = run_status(tmp_path)
+    assert sorted(statuses) == ["KILLED", "KILLED"]
+    assert models == []
+
+
 def start_run_process(tmp_path: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "uplift", "run", "config.yaml", *extra],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

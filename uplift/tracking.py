@@ -606,6 +606,17 @@ class RunRecorder:
             dataset.__dict__["schema"] = infer_signature(schema_sample(frame)).inputs
             mlflow.log_input(dataset, context="training")
 
+    def end_children(self, status: str) -> None:
+        """End this run's child runs still RUNNING (an interruption while one was logged)."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.uri)
+        for child in client.search_runs(
+                [self.experiment_id],
+                filter_string=(f"tags.mlflow.parentRunId = '{self.run_id}' "
+                               "and attributes.status = 'RUNNING'")):
+            client.set_terminated(child.info.run_id, status=status)
+
     def log_child(self, name: str, *, tags: Mapping[str, str], metrics: Mapping[str, float],
                   params: Mapping[str, Any] | None = None,
                   tables: Mapping[str, pd.DataFrame] | None = None,
@@ -641,6 +652,7 @@ class RunRecorder:
 def start_run(uri: str, experiment_id: str, run_name: str) -> Iterator[RunRecorder]:
     """Open the run of ``uplift run``: ended FINISHED, FAILED on an error, KILLED on Ctrl-C.
 
+    A candidate's child run that an interruption caught half-logged is ended with it.
     Also points MLflow's global tracking URI at ``uri`` while the run is open (logging a
     model needs it), and puts it back afterwards: a notebook's next run without a URI
     must not find this one's in ``MLFLOW_TRACKING_URI``.
@@ -649,8 +661,13 @@ def start_run(uri: str, experiment_id: str, run_name: str) -> Iterator[RunRecord
 
     with use_store(uri), mlflow.start_run(experiment_id=experiment_id,
                                           run_name=run_name) as run:
+        recorder = RunRecorder(run, experiment_id, uri)
         try:
-            yield RunRecorder(run, experiment_id, uri)
+            yield recorder
         except KeyboardInterrupt:
+            recorder.end_children("KILLED")
             mlflow.end_run(status="KILLED")
+            raise
+        except BaseException:
+            recorder.end_children("FAILED")
             raise
