@@ -624,7 +624,8 @@ class RunRecorder:
         """One nested child run: tags, params, finite metrics, tables (JSON artifacts).
 
         It spans ``started`` (seconds since the epoch) to ``started + seconds``, the time
-        its model took to fit, rather than the moment it was logged.
+        its model took to fit, rather than the moment it was logged. One that fails or is
+        interrupted half-logged is ended by its run (:func:`start_run`).
         """
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
@@ -634,17 +635,13 @@ class RunRecorder:
         child = client.create_run(self.experiment_id, start_time=start_ms, run_name=name,
                                   tags={"mlflow.parentRunId": self.run_id, **tags})
         run_id = child.info.run_id
-        try:
-            client.log_batch(
-                run_id,
-                metrics=[Metric(k, readable(v), start_ms, 0)
-                         for k, v in finite_metrics(metrics).items()],
-                params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()])
-            for path, table in (tables or {}).items():
-                client.log_table(run_id, table, path)
-        except BaseException:
-            client.set_terminated(run_id, status="FAILED")
-            raise
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, readable(v), start_ms, 0)
+                     for k, v in finite_metrics(metrics).items()],
+            params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()])
+        for path, table in (tables or {}).items():
+            client.log_table(run_id, table, path)
         client.set_terminated(run_id, end_time=start_ms + int(1000 * seconds))
 
 
@@ -652,7 +649,8 @@ class RunRecorder:
 def start_run(uri: str, experiment_id: str, run_name: str) -> Iterator[RunRecorder]:
     """Open the run of ``uplift run``: ended FINISHED, FAILED on an error, KILLED on Ctrl-C.
 
-    A candidate's child run that an interruption caught half-logged is ended with it.
+    A candidate's child run that an error or an interruption caught half-logged is
+    ended with it.
     Also points MLflow's global tracking URI at ``uri`` while the run is open (logging a
     model needs it), and puts it back afterwards: a notebook's next run without a URI
     must not find this one's in ``MLFLOW_TRACKING_URI``.
