@@ -161,13 +161,21 @@ class Background(Generic[T]):
         raise value from _RemoteTraceback(text)
 
     def _end(self, stop: bool = False) -> None:
-        """Reap the child (asked to stop first when ``stop``; killed if it lingers)."""
+        """Reap the child (asked to stop first when ``stop``; killed if it lingers).
+
+        The request to stop is repeated: one that arrives while the child is still being
+        set up after the fork, before it listens, is lost.
+        """
+        import time
+
         process, self._process = self._process, None
         if process is None:
             return
-        if stop:
-            process.terminate()
-        process.join(STOP_SECONDS)
+        deadline = time.monotonic() + STOP_SECONDS
+        while process.is_alive() and time.monotonic() < deadline:
+            if stop:
+                process.terminate()
+            process.join(0.2 if stop else STOP_SECONDS)
         if process.is_alive():
             process.kill()
             process.join()
