@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from html import escape
 from pathlib import Path
@@ -647,3 +648,34 @@ def test_a_policy_estimated_below_offering_nobody_gets_a_caution_wherever_it_is_
     assert not any(t.startswith("Caution") for t in texts(winning))
 
 
+
+
+def test_run_puts_back_the_callers_sigterm_handler_and_runs_outside_the_main_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook or a test process keeps its own SIGTERM handler after a run, and a
+    run started from a worker thread (where no handler can be set) still runs."""
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path, data={"path": "missing.csv", "value": "monthly_revenue"})
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        result = CliRunner().invoke(cli, ["run", "config.yaml"])
+        assert result.exit_code == 2, result.output
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    outputs: list[tuple[int, str]] = []
+
+    def invoke() -> None:
+        done = CliRunner().invoke(cli, ["run", "config.yaml"])
+        outputs.append((done.exit_code, done.output))
+
+    worker = threading.Thread(target=invoke)
+    worker.start()
+    worker.join()
+    assert [code for code, _ in outputs] == [2], outputs
+    assert "missing.csv" in outputs[0][1]

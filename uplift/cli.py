@@ -444,12 +444,19 @@ def run(config: str, tracking_uri: str | None, period: str | None) -> None:
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # ends the MLflow run as failed, registers nothing
 
-    signal.signal(signal.SIGTERM, terminate)
+    # Only the main thread may set handlers; a caller's own handler is put back afterwards.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if main else None
     _quiet_mlflow()
     gc.freeze()  # the libraries imported so far live as long as the process: never rescan them
-    with steps(_progress()) as update:
-        result = run_experiment(config, tracking_uri=tracking_uri, period=period,
-                                on_step=update)
+    try:
+        with steps(_progress()) as update:
+            result = run_experiment(config, tracking_uri=tracking_uri, period=period,
+                                    on_step=update)
+    finally:
+        gc.unfreeze()
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     for line in result.summary_lines():
         _say(line)
     click.echo(f"run_id: {result.run_id}")
