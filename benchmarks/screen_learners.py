@@ -7,7 +7,8 @@ budget), taking P(churn | no offer) from the package's churn-risk model fitted o
 sample. Each decision is valued with the true net values, as a share of the oracle's, as
 in ``bench_decision_quality.py``. Per world it also prints how much of the distance to the
 ceiling is lost on the tenth of customers with the highest value, where an uplift error
-costs the most.
+costs the most, and how far the setting's predicted churn reduction lies from the true one
+there on average over the offers (in points; positive = it expects too much).
 
 A setting is one learner or several joined by ``+`` (their predictions averaged, as the
 toolkit's ensemble does), each with optional overrides of its settings after ``:``,
@@ -77,9 +78,22 @@ def top_loss(judge: Judge, ceiling: np.ndarray, choice: np.ndarray) -> float:
     return (earned(ceiling) - earned(choice)) / len(choice) / judge.oracle
 
 
+def top_bias(judge: Judge, p_true: np.ndarray, uplift: np.ndarray) -> float:
+    """Mean predicted minus true churn reduction on the highest-value tenth, over offers.
+
+    Positive: the learner expects more of its offers from the customers whose decisions
+    weigh most than they deliver (on the suite's worlds, learners flatten how effects
+    change with value, which shows here).
+    """
+    top = judge.value >= np.quantile(judge.value, 1.0 - TOP_SHARE)
+    truth = p_true[:, [0]] - p_true[:, 1:]
+    return float((uplift[top] - truth[top]).mean())
+
+
 def screen_cell(world, size: int, seed: int, settings: list[str], test: int,
-                tmp: Path) -> dict[str, tuple[float, float, float]]:
-    """Per setting: (share of the oracle, top-tenth loss, seconds) for one world and seed."""
+                tmp: Path) -> dict[str, tuple[float, float, float, float]]:
+    """Per setting, for one world and seed: share of the oracle, top-tenth loss, seconds
+    and top-tenth bias of the predicted churn reduction."""
     train = world.sample(size, seed, 0).customers
     fresh = world.sample(test, seed, 1)
     path = tmp / "train.parquet"
@@ -115,8 +129,9 @@ def screen_cell(world, size: int, seed: int, settings: list[str], test: int,
         p_c, p_a = churn_probabilities(pd.DataFrame(scores), cfg.arm_names)
         choice = judge.rule(p_c, p_a)
         out[setting] = (judge.share(choice), top_loss(judge, ceiling, choice),
-                        time.perf_counter() - start)
-    out["ceiling (E[p | X])"] = (judge.share(ceiling), 0.0, 0.0)
+                        time.perf_counter() - start, top_bias(judge, fresh.p_true, total /
+                                                              len(members)))
+    out["ceiling (E[p | X])"] = (judge.share(ceiling), 0.0, 0.0, 0.0)
     return out
 
 
@@ -139,7 +154,7 @@ def main() -> None:
                 raise SystemExit(f"setting {setting!r}: unknown learner {learner!r}; use one "
                                  f"of {', '.join(LEARNERS)}")
     warnings.filterwarnings("ignore")
-    results: dict[tuple[int, str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    results: dict[tuple[int, str, str], list[tuple[float, float, float, float]]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
         for size in opts.sizes:
             for name in names:
@@ -152,10 +167,11 @@ def main() -> None:
     width = max(len(r) for r in rows) + 2
     for size in opts.sizes:
         print(f"\n== {size:,} training customers, seeds {', '.join(map(str, opts.seeds))}: "
-              "share of the oracle (mean over seeds), and the part of the oracle lost "
-              f"against the ceiling on the top {TOP_SHARE:.0%} by value")
+              "share of the oracle (mean over seeds), the part of the oracle lost "
+              f"against the ceiling on the top {TOP_SHARE:.0%} by value, and the bias of "
+              "the predicted churn reduction there")
         print(f"   {'world':<16}{'setting':<{width}}{'share':>8}{'sd':>6}{'top loss':>10}"
-              f"{'fit s':>8}")
+              f"{'top bias':>10}{'fit s':>8}")
         average: dict[str, list[float]] = defaultdict(list)
         for name in names:
             for setting in rows:
@@ -165,7 +181,7 @@ def main() -> None:
                 average[setting].append(share.mean())
                 print(f"   {name:<16}{setting:<{width}}{100 * share.mean():7.1f}%"
                       f"{sd}{100 * figures[:, 1].mean():9.1f}%"
-                      f"{figures[:, 2].mean():8.1f}")
+                      f"{100 * figures[:, 3].mean():+7.2f} pp{figures[:, 2].mean():8.1f}")
         for setting in rows:
             print(f"   {'average':<16}{setting:<{width}}{100 * np.mean(average[setting]):7.1f}%")
 
