@@ -149,6 +149,11 @@ def check_what_the_ui_shows(client: MlflowClient, run: object, children: list,
         assert ("fit_seconds" in m) != (child.data.tags["learner"] in (
             "nobody", "everyone:discount_20", "everyone:free_upgrade", "everyone:webinar"))
         assert child.data.params["learner"] == child.data.tags["learner"]
+        if child.data.tags["learner"] == "ensemble":  # costs and spans its members' fits
+            fits = {c.data.tags["learner"]: c.data.metrics.get("fit_seconds") for c in children}
+            assert m["fit_seconds"] == pytest.approx(fits["s"] + fits["t"], abs=0.002)
+            span = (child.info.end_time - child.info.start_time) / 1000
+            assert span == pytest.approx(m["fit_seconds"], abs=0.01)
         if child.data.tags["learner"] == "t":
             assert child.data.params["outcome.n_estimators"] == "40"  # from model.params
             assert child.data.params["base"] == "lightgbm"

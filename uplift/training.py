@@ -298,7 +298,7 @@ class TrainingResult:
         """What one candidate is and what its policy earned, for its child run."""
         what = ("A policy that needs no model" if cand.model_free else
                 f"The mean of the {' and '.join(cand.members)} learners' out-of-fold "
-                "predictions" if cand.members else
+                f"predictions (their fits: {cand.fit_seconds:.1f} s)" if cand.members else
                 f"Fitted {self.folds} times by cross-fitting ({cand.fit_seconds:.1f} s)"
                 if self.folds > 1 else f"Fitted on the training rows ({cand.fit_seconds:.1f} s)")
         if not cand.ok:
@@ -517,9 +517,11 @@ def train_models(dataset: Dataset, cfg: ExperimentConfig,
     procedure = PolicyRows.pick([judge.rows(p) for p in keys], which)
 
     pair = judge.pair
-    if pair is not None:
+    if pair is not None:  # its fits are its members': it spans them and costs their sum
+        parts = [c for c in candidates if c.learner in pair]
         candidates.append(CandidateResult(
-            ENSEMBLE, members=pair, started=time.time(),
+            ENSEMBLE, members=pair, started=min(c.started or time.time() for c in parts),
+            fit_seconds=sum(c.fit_seconds for c in parts),
             settings={"members": " + ".join(pair)}))
     candidates.extend(CandidateResult(t, settings={"policy": t}) for t in judge.trivial)
     scored = []
