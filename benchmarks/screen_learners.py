@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from uplift.assignment import assignment_shares
 from uplift.config import LEARNERS, load_config
 from uplift.data import load_dataset
 from uplift.models import ChurnRiskModel, UpliftModel, churn_probabilities, uplift_column
-from uplift.training import assignment_shares
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_decision_quality import TEST, Judge  # noqa: E402

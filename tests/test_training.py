@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import SimulatedRun, simulated_config, small_params
 
+from uplift.assignment import assignment_shares
 from uplift.cli import cli
 from uplift.config import load_config
 from uplift.data import load_dataset
@@ -19,7 +20,7 @@ from uplift.errors import InputError
 from uplift.evaluation import CandidateResult
 from uplift.models import LearnerError, TrainingDataError, UpliftModel
 from uplift.simulate import simulate_customers
-from uplift.training import assignment_shares, train_models
+from uplift.training import train_models
 
 
 def config(tmp_path: Path, mapping: dict | None = None, **model: object) -> Path:

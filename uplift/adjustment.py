@@ -47,6 +47,7 @@ from scipy.stats import norm
 from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.multitest import multipletests
 
+from .assignment import assignment_shares
 from .config import CORRECTIONS, CUPED_METHODS, Correction, CupedMethod, ExperimentConfig
 from .data import Dataset
 from .errors import UpliftWarning
@@ -587,8 +588,6 @@ def adjust_dataset(dataset: Dataset, cfg: ExperimentConfig) -> AdjustedResult | 
     names = resolve_covariates(dataset, cfg)
     if not cuped.enabled or not names:
         return None
-    from .training import assignment_shares
-
     categorical = set(dataset.categorical) | set(cfg.data.categorical or [])
     return adjust_effects(
         dataset.frame[names], dataset.treatment, dataset.churned, control=cfg.control,

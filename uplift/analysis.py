@@ -16,11 +16,11 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from .adjustment import AdjustedResult, adjust_dataset
+from .assignment import srm_pvalue
 from .config import CORRECTIONS, Correction, ExperimentConfig, check_allocation
 from .data import Dataset
 from .errors import DataError, Problem, UpliftWarning
@@ -185,13 +185,6 @@ class RctResult:
     def to_markdown(self) -> str:
         """The readout table and its notes in Markdown."""
         return render_markdown(self.table(), self.paragraphs())
-
-
-def srm_pvalue(counts: Sequence[int], shares: Sequence[float]) -> float:
-    """Chi-square goodness-of-fit p-value of group counts against planned shares."""
-    n = np.asarray(counts, dtype=float)
-    expected = n.sum() * np.asarray(shares, dtype=float)
-    return float(stats.chisquare(n, f_exp=expected).pvalue)
 
 
 def analyze_rct(

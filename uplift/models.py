@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from .assignment import group_shares
 from .errors import InputError, Problem, UpliftError
 from .learners import (
     PROPENSITY_LEARNERS,
@@ -107,15 +108,6 @@ class FeatureEncoder(BaseEstimator):
                 out[:, j] = pd.to_numeric(series, errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan)
         return out
-
-
-def group_shares(treatment: Sequence[str] | np.ndarray, groups: Sequence[str],
-                 planned: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Assignment probability per group: the ``planned`` shares when given, else observed."""
-    if planned is not None:
-        return {g: float(planned[g]) for g in groups}
-    counts = pd.Series(np.asarray(treatment, dtype=object)).value_counts(normalize=True)
-    return {g: float(counts.get(g, 0.0)) for g in groups}
 
 
 def check_groups(treatment: np.ndarray, churned: np.ndarray, control: str,

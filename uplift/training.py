@@ -15,12 +15,8 @@ estimate moved to the refitted model's policy, the one the export applies: custo
 treats differently from the out-of-fold policy are valued by the churn-risk model
 (``PolicyRows.moved_to``).
 
-Assignment probabilities: the config's ``allocation`` when the group counts agree
-with it, else the observed shares. A sample-ratio mismatch (the check of
-``analysis.srm_threshold``) shows the planned shares are not what the data were drawn
-with; the observed shares are then the estimate of the real assignment probabilities,
-and weighting by the plan would bias every learner that uses propensities (X, R, DR)
-and the off-policy estimate.
+Customers are weighed by the probability they were assigned with
+(``assignment.assignment_shares``).
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from .analysis import srm_pvalue
+from .assignment import assignment_shares
 from .config import ExperimentConfig
 from .data import Dataset
 from .errors import ConfigError, Problem
@@ -65,7 +61,6 @@ from .models import (
     UpliftModel,
     check_groups,
     churn_probabilities,
-    group_shares,
     isotonic_calibrator,
     uplift_column,
 )
@@ -365,22 +360,6 @@ class TrainingResult:
 def _seeds(seed: int, n: int) -> list[int]:
     """Independent integer seeds for ``n`` random steps, all derived from ``seed``."""
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
-
-
-def assignment_shares(dataset: Dataset, cfg: ExperimentConfig) -> dict[str, float]:
-    """The probability each group was assigned with (see the module docs).
-
-    The allocation when the group counts are consistent with it (sample-ratio check
-    p-value at least ``analysis.srm_threshold``); else, or without an allocation, the
-    observed shares.
-    """
-    planned = cfg.allocation
-    if planned is not None:
-        counts = dataset.group_counts()
-        p = srm_pvalue(counts.to_numpy(), [planned[g] for g in cfg.groups])
-        if p < cfg.analysis.srm_threshold:
-            planned = None
-    return group_shares(dataset.treatment, cfg.groups, planned)
 
 
 def customer_values(dataset: Dataset, cfg: ExperimentConfig) -> np.ndarray:
