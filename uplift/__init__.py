@@ -8,10 +8,9 @@ The public API, for notebooks and scripts (the ``uplift`` CLI is a thin layer ov
     readout = analyze_dataset(load_dataset(cfg), cfg)
     readout.to_frame()
 
-Submodules: ``config``, ``data``, ``tables``, ``simulate``, ``analysis``, ``adjustment``,
-``design``,
-``learners``, ``models``, ``evaluation``, ``training``, ``policy``, ``optimize``,
-``offpolicy``.
+Submodules: ``config``, ``data``, ``tables``, ``simulate``, ``assignment``, ``analysis``,
+``adjustment``, ``design``, ``learners``, ``models``, ``evaluation``, ``training``,
+``policy``, ``optimize``, ``offpolicy``.
 """
 
 from __future__ import annotations
