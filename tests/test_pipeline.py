@@ -653,6 +653,46 @@ def test_a_policy_estimated_below_offering_nobody_gets_a_caution_wherever_it_is_
     assert not any(t.startswith("Caution") for t in texts(winning))
 
 
+def test_a_policy_estimated_below_the_best_simple_one_gets_a_caution(
+        simulated_run: SimulatedRun) -> None:
+    """Kept because the simple policy's lead is not clear, but the analyst is told."""
+    from dataclasses import replace
+
+    from uplift.offpolicy import Estimate
+    from uplift.pipeline import outcome_lines
+    from uplift.report import _policy_section
+
+    training = simulated_run.training
+    est = training.policy_estimate
+    ahead = replace(training, objective="net_value", simple="everyone:webinar",
+                    simple_picks=("everyone:webinar",) * 3,
+                    policy_estimate=replace(est, net_value_per_customer=Estimate(
+                        18.94, 15.93, 21.95, 1.5)),
+                    versus_simple={"net_value": Estimate(0.3, -1.2, 1.8, 0.75),
+                                   "churn_reduction": Estimate(-0.001, -0.004, 0.002, 0.0015)})
+    assert ahead.caution == ""  # only the objective's own difference counts
+    behind = replace(ahead, versus_simple={**ahead.versus_simple,
+                                           "net_value": Estimate(-0.85, -2.32, 0.62, 0.75)})
+    assert behind.caution == (
+        "Caution: the recommended policy's estimated net value is below that of webinar for "
+        "everyone on the same customers (difference -0.85 [-2.32, +0.62] per customer); a "
+        "policy that needs no model replaces a model's only when it leads by 2 standard "
+        "errors and in every fold, which it does not here")
+    assert replace(behind, objective="churn_reduction").caution.startswith(
+        "Caution: the recommended policy's estimated churn reduction is below that of webinar "
+        "for everyone on the same customers (difference -0.10 pp [-0.40 pp, +0.20 pp]); ")
+    # Below offering nobody is the graver news, and the one given.
+    below_zero = replace(behind, policy_estimate=replace(
+        est, net_value_per_customer=Estimate(-2.0, -9.0, 5.0, 3.5)))
+    assert "below offering nobody anything" in below_zero.caution
+    metrics = {**behind.policy_estimate.metrics(), **behind.versus_metrics(),
+               "n_customers": 1000, "churn_rate_observed": 0.3}
+    lines = outcome_lines(metrics, "", behind.simple_label, behind.caution)
+    assert lines[1].startswith("Against webinar for everyone")
+    assert lines[2] == behind.caution
+    assert behind.caution + "." in [getattr(b, "text", "") for b in _policy_section(behind).blocks]
+
+
 
 
 def test_run_puts_back_the_callers_sigterm_handler_and_runs_outside_the_main_thread(

@@ -313,19 +313,31 @@ class TrainingResult:
 
     @property
     def caution(self) -> str:
-        """A warning when the recommended policy is estimated below offering nobody ("" if not).
+        """A warning when the recommended policy is estimated below nobody or a simpler one.
+
+        Below offering nobody is the graver news and the one given; else below the best
+        policy that needs no model; ``""`` if neither.
 
         The run keeps a model's policy unless a policy that needs no model beats it
-        clearly, so a policy estimated below zero can be recommended; the analyst should
-        know, and know the setting that declines such a policy.
+        clearly, so a policy estimated below zero, or below a simpler one, can be
+        recommended; the analyst should know, and know why (and, below zero, the setting
+        that declines such a policy).
         """
-        what, fmt, _ = _objective_words(self.objective)
+        what, fmt, unit = _objective_words(self.objective)
         figure = _objective_figure(self.policy_estimate, self.objective).value
-        if not figure < 0:
+        if figure < 0:
+            return (f"Caution: the recommended policy's estimated {what} ({fmt(figure)}) is "
+                    "below offering nobody anything; with policy.require_ci_above_zero: true "
+                    "the run recommends nobody unless the estimate's interval lies above zero")
+        behind = self.versus_simple.get(self.objective)
+        if behind is None or not behind.value < 0:
             return ""
-        return (f"Caution: the recommended policy's estimated {what} ({fmt(figure)}) is below "
-                "offering nobody anything; with policy.require_ci_above_zero: true the run "
-                "recommends nobody unless the estimate's interval lies above zero")
+        _, signed, _ = _objective_words(self.objective, signed=True)
+        return (f"Caution: the recommended policy's estimated {what} is below that of "
+                f"{self.simple_label} on the same customers (difference "
+                f"{with_interval(behind.value, behind.ci_low, behind.ci_high, signed)}{unit}); "
+                "a policy that needs no model replaces a model's only when it leads by "
+                f"{EVIDENCE_Z:g} standard errors and in every fold, which it does not here")
 
     @property
     def declined_text(self) -> str:
