@@ -693,8 +693,6 @@ def test_a_policy_estimated_below_the_best_simple_one_gets_a_caution(
     assert behind.caution + "." in [getattr(b, "text", "") for b in _policy_section(behind).blocks]
 
 
-
-
 def test_run_puts_back_the_callers_sigterm_handler_and_runs_outside_the_main_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
